@@ -1,0 +1,138 @@
+"""Tests of the GPAW pipeline (issue 11): tiny real calculations, resume, failures recorded, bad input."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mo_transfer import dft, structures
+from mo_transfer.jobs import Job, run_jobs
+
+gpaw = pytest.importorskip("gpaw", reason="GPAW not installed: run `make dft-deps`")
+
+#: Deliberately cheap settings: a 2-atom cell, low cutoff, coarse k-points (seconds per SCF).
+TINY = dft.DFTSettings(ecut_ev=250.0, kpt_density_per_ang=1.5, scf_energy_ev_per_electron=1e-6, scf_density=1e-5,
+                       max_steps=6, fmax_ev_per_ang=0.02, rattle_stdev_ang=0.05)
+
+
+def tiny_job(root: Path, config_id="bcc-Nb", settings=TINY, name=None) -> Job:
+    name = name or config_id
+    return Job("mo_transfer.dft:relax_job", name, {"set": "tiny", "config_id": config_id, "repeats": 1},
+               settings.to_dict(), str(root / "tiny" / "trajectories" / f"{name}.extxyz.gz"))
+
+
+def test_forces_match_finite_difference_of_the_force_consistent_energy():
+    atoms = dft.start_structure("bcc-Nb", 1, TINY)
+    atoms.calc = dft.make_calculator(atoms, TINY)
+    f = atoms.get_forces()
+    h = 0.005
+    fd = []
+    for sign in (1, -1):
+        b = atoms.copy()
+        b.positions[0, 0] += sign * h
+        b.calc = dft.make_calculator(b, TINY)
+        fd.append(b.get_potential_energy(force_consistent=True))
+    assert -(fd[0] - fd[1]) / (2 * h) == pytest.approx(f[0, 0], abs=0.02)
+    assert np.abs(f).max() > 0.05  # the rattled start is really off equilibrium
+
+
+def test_spin_policy():
+    assert dft.is_spin_polarised(structures.build("bcc-Fe", size="small"), TINY)
+    assert not dft.is_spin_polarised(structures.build("bcc-Nb", size="small"), TINY)
+    m = dft.initial_magnetic_moments(structures.build("bcc-Cr+Nb-s1", size="small"), TINY)
+    assert sorted(m)[-1] == 2.0 and np.count_nonzero(m) == 1
+    with pytest.raises(ValueError, match="allowed"):
+        dft.is_spin_polarised(structures.build("bcc-Fe", size="small"), dataclasses.replace(TINY, spin_policy="x"))
+
+
+def test_relaxation_labels_every_step_and_marks_equilibrium(tmp_path):
+    job = tiny_job(tmp_path)
+    summary = run_jobs([job])
+    assert summary.count("done") == 1, str(summary)
+    frames = dft.read_frames(job.output)
+    assert len(frames) >= 2
+    assert [f.info["step"] for f in frames] == list(range(len(frames)))
+    assert all(f.arrays["REF_forces"].shape == (2, 3) for f in frames)
+    states = [f.info["state"] for f in frames]
+    if frames[-1].info["converged"]:
+        assert states == ["NE"] * (len(frames) - 1) + ["E"]
+        assert frames[-1].info["fmax_ev_per_ang"] < TINY.fmax_ev_per_ang
+    else:
+        assert set(states) == {"NE"}
+    assert frames[0].info["fmax_ev_per_ang"] > frames[-1].info["fmax_ev_per_ang"]
+    assert not (tmp_path / "tiny" / "partial" / "bcc-Nb.extxyz").exists()  # checkpoint removed once written
+
+
+def test_killed_run_resumes_from_its_checkpoint_without_duplicates(tmp_path):
+    settings = dataclasses.replace(TINY, fmax_ev_per_ang=0.001, max_steps=8)
+    job = tiny_job(tmp_path, settings=settings)
+    checkpoint = tmp_path / "tiny" / "partial" / "bcc-Nb.extxyz"
+    code = (f"from mo_transfer.jobs import Job, run_jobs; import json; "
+            f"run_jobs([Job(**json.loads({json.dumps(json.dumps(dataclasses.asdict(job)))}))])")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        if checkpoint.exists() and len(dft.read_frames(checkpoint)) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = dft.read_frames(checkpoint)
+    assert len(saved) >= 2 and not Path(job.output).exists()
+    summary = run_jobs([job])
+    assert summary.count("done") == 1, str(summary)
+    frames = dft.read_frames(job.output)
+    assert len(frames) > len(saved)
+    for a, b in zip(saved, frames):  # earlier steps are kept, not recomputed
+        assert a.info["REF_energy"] == b.info["REF_energy"]
+    pos = [f.positions.round(8).tobytes() for f in frames]
+    assert len(set(pos)) == len(pos)  # no step recorded twice
+    assert [f.info["step"] for f in frames] == list(range(len(frames)))
+
+
+def test_scf_failure_is_recorded_not_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(dft, "SCF_FALLBACKS", ({},))
+    job = tiny_job(tmp_path, settings=dataclasses.replace(TINY, scf_maxiter=2), name="nonconv")
+    summary = run_jobs([job], manifest=tmp_path / "manifest.json")
+    assert summary.count("failed") == 1
+    assert "SCF did not converge" in summary.failed[0].error
+    assert not Path(job.output).exists()
+    row = json.loads((tmp_path / "manifest.json").read_text())["jobs"][0]
+    assert row["status"] == "failed" and "SCF" in row["error"]
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not in set 'bcc16'"):
+        dft.run_set("bcc16", only=["bcc-Xx"], root=tmp_path)
+    with pytest.raises(ValueError, match="unknown data set"):
+        dft.set_jobs("nope")
+    dft.check_settings("bcc16", TINY, root=tmp_path)
+    with pytest.raises(ValueError, match="differ from those of its existing data"):
+        dft.check_settings("bcc16", dataclasses.replace(TINY, ecut_ev=300.0), root=tmp_path)
+
+
+def test_data_set_design():
+    ids = dft.set_config_ids("bcc16")
+    assert len(ids) == 1 + 11 + 11 + 22 and len(set(ids)) == len(ids)
+    partners = {x: set() for x in structures.DOPANTS}
+    for a, b in dft.balanced_mixed_pairs():
+        partners[a].add(b)
+        partners[b].add(a)
+    assert min(len(p) for p in partners.values()) >= 4  # every dopant has mixed pairs (Relaxed-LODO needs them)
+    assert len(dft.set_config_ids("unseen16")) == 9 and len(dft.set_config_ids("fcc32")) == 12
+    assert not set(dft.set_config_ids("extra16")) & set(ids)
+    fams = dft.gohoms_families()
+    elements = {s for fam in fams.values() for a in fam for s in a.get_chemical_symbols()}
+    assert elements == set(structures.STUDY_ELEMENTS)
+    assert max(len(a) for fam in fams.values() for a in fam) <= 8
+    jobs = dft.set_jobs("bcc16", root=Path("/nonexistent"))
+    assert {j.name for j in jobs} == set(ids) and all(j.inputs["repeats"] == 2 for j in jobs)
+    paper = dft.set_jobs("bcc16", root=Path("/nonexistent"), size="paper")
+    assert paper[0].inputs["repeats"] == 4 and paper[0].key != jobs[0].key
