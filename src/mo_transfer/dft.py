@@ -55,7 +55,8 @@ class DFTSettings:
 
     @property
     def settings_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        # prefixed so that extxyz readers never turn an all-digit hash into a number
+        return "s" + hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
     def kpoint_grid(self, atoms: Atoms) -> tuple[int, int, int]:
         """Monkhorst-Pack sizes from the k-point density: ceil(density * 2 pi / length) along each direction."""
@@ -582,6 +583,44 @@ def run_set(name: str, hours: float | None = None, backend: str = "sequential", 
                                               f"{r.wall_s:.0f} s {r.result or r.error}", flush=True))
 
 
+def load_set_frames(name: str, root: Path = DATA_ROOT) -> list[Atoms]:
+    """Every frame of the finished trajectories of a data set (empty when none is finished yet)."""
+    folder = root / name / "trajectories"
+    frames: list[Atoms] = []
+    for path in sorted(folder.glob("*.extxyz.gz")):
+        frames += read_frames(path)
+    return frames
+
+
+def summarize_set(name: str, root: Path = DATA_ROOT) -> dict:
+    """Provenance summary of a data set: frames per dopant set and lattice, E/NE counts, force statistics, cost."""
+    frames = load_set_frames(name, root)
+    manifest_path = root / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"jobs": []}
+    by = lambda key: {k: sum(1 for f in frames if str(f.info.get(key)) == k)  # noqa: E731
+                      for k in sorted({str(f.info.get(key)) for f in frames})}
+    fnorm = np.concatenate([np.linalg.norm(f.arrays["REF_forces"], axis=1) for f in frames]) if frames else np.zeros(0)
+    done = [j for j in manifest["jobs"] if j.get("status") == "done"]
+    n_jobs = len(set_jobs(name, root=root)) if name in DATA_SETS else None
+    return {
+        "set": name,
+        "jobs_done": len(done),
+        "jobs_total": n_jobs,
+        "jobs_failed": [j["name"] for j in manifest["jobs"] if j.get("status") == "failed"],
+        "frames": len(frames),
+        "trajectories": len({f.info.get("traj_id") for f in frames}),
+        "by_state": by("state"),
+        "by_lattice": by("lattice"),
+        "by_dopant_set": by("dopant_set"),
+        "converged_trajectories": sum(1 for f in frames if f.info.get("state") == "E"),
+        "force_norm_ev_per_ang": {"mean": float(fnorm.mean()) if fnorm.size else None,
+                                  "p95": float(np.percentile(fnorm, 95)) if fnorm.size else None,
+                                  "max": float(fnorm.max()) if fnorm.size else None},
+        "cpu_hours": round(sum(j.get("wall_s", 0.0) for j in done) / 3600, 3),
+        "settings": json.loads((root / name / "settings.json").read_text()) if (root / name / "settings.json").exists() else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mo_transfer.dft", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -616,9 +655,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_set(args.set, args.hours, args.backend, args.workers, args.only, Path(args.root), args.size)
         print(summary)
         return 1 if summary.failed else 0
-    jobs = set_jobs(args.set, root=Path(args.root))
-    done = sum(j.is_done() for j in jobs)
-    print(f"{args.set}: {done}/{len(jobs)} jobs done")
+    summary = summarize_set(args.set, Path(args.root))
+    atomic_write_text(Path(args.root) / args.set / "summary.json", json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=1))
     return 0
 
 
