@@ -1,0 +1,161 @@
+"""Tables and figure data of notebook 2: the open DFT data sets, their settings, and the ingested pools.
+
+Kept apart from :mod:`dataset` (which reads and validates) so that the notebook holds no logic of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+
+from . import dataset, dft, structures
+
+#: The paper's data counts (Section 2.1 and 3.3), for side-by-side tables; labelled as the paper's.
+PAPER_COUNTS: dict[str, int] = {"FT-E": 420, "FT-E_NE": 6970, "unseen": 79}
+
+SETTING_NOTES: dict[str, str] = {
+    "xc": "exchange-correlation functional (the paper's and MACE-MP-0's)",
+    "ecut_ev": "plane-wave cutoff",
+    "kpt_density_per_ang": "k-points per 1/A, Gamma-centred (3x3x3 for the 16-atom cell)",
+    "smearing": "occupation smearing",
+    "smearing_width_ev": "smearing width",
+    "scf_energy_ev_per_electron": "SCF energy criterion (GPAW default)",
+    "scf_density": "SCF density criterion (GPAW default)",
+    "scf_maxiter": "SCF iteration limit before the fallback mixer is tried",
+    "spin_policy": "spin-polarised iff Cr, Mn, Fe, Co or Ni is present",
+    "optimizer": "ionic relaxation algorithm (cell fixed)",
+    "fmax_ev_per_ang": "relaxation stops when every force is below this",
+    "max_steps": "ionic step limit",
+    "rattle_stdev_ang": "seeded random displacement of the ideal start",
+}
+
+
+def settings_table(settings: dft.DFTSettings | None = None) -> list[dict]:
+    """One row per DFT setting with its value and why it is there."""
+    settings = settings or dft.default_settings()
+    return [{"setting": k, "value": v, "meaning": SETTING_NOTES.get(k, "")} for k, v in settings.to_dict().items()]
+
+
+def sets_table(root: Path = dft.DATA_ROOT) -> list[dict]:
+    """Progress of each data set of the plan: jobs done of total, frames, CPU hours, failures."""
+    rows = []
+    for name, spec in dft.DATA_SETS.items():
+        s = dft.summarize_set(name, root)
+        rows.append({"set": name, "priority": spec["priority"], "kind": spec["kind"],
+                     "jobs done": f"{s['jobs_done']} / {s['jobs_total']}", "frames": s["frames"],
+                     "E frames": s["by_state"].get("E", 0), "CPU hours": s["cpu_hours"],
+                     "failed": ", ".join(s["jobs_failed"]) or "-"})
+    return rows
+
+
+def convergence_table(path: Path = dft.DATA_ROOT / "convergence.json") -> list[dict] | None:
+    """Rows of the cutoff / k-point convergence check, or None when it has not been run."""
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    keep = ("ecut_ev", "kpt_density_per_ang", "kpts", "d_energy_mev_per_atom", "d_force_max_mev_per_ang",
+            "d_force_rms_mev_per_ang", "wall_s", "reference")
+    return [{k: r[k] for k in keep} for r in doc["rows"]]
+
+
+def build_pools(root: Path = dft.DATA_ROOT, out: Path | None = None, sets: tuple[str, ...] | None = None):
+    """Ingest our GPAW sets, validate them and (optionally) write the pools; returns (pools, report, manifest)."""
+    frames = dataset.load_gpaw_sets(root, sets)
+    kept, report = dataset.validate(frames)
+    pools = dataset.split_pools(kept)
+    manifest = dataset.write_pools(kept, out, report) if out is not None else None
+    return pools, report, manifest
+
+
+def counts_vs_paper(pools: dict[str, list[Atoms]]) -> list[dict]:
+    """Our pool sizes next to the paper's (the paper's numbers labelled as such)."""
+    return [{"pool": name, "ours (frames)": len(pools.get(name, [])), "paper (structures)": n}
+            for name, n in PAPER_COUNTS.items()]
+
+
+def counts_by(frames: list[Atoms], keys: tuple[str, ...]) -> pd.DataFrame:
+    """Frame counts grouped by metadata keys (e.g. lattice, n_dopant_elements, state)."""
+    if not frames:
+        return pd.DataFrame(columns=list(keys) + ["frames"])
+    df = pd.DataFrame([{k: f.info.get(k) for k in keys} for f in frames])
+    return df.groupby(list(keys), dropna=False).size().reset_index(name="frames")
+
+
+def dopant_counts(frames: list[Atoms]) -> pd.DataFrame:
+    """Frames in which each dopant appears (a frame with two dopants counts for both), by state."""
+    rows = []
+    for f in frames:
+        for x in dataset.dopant_set(f.get_chemical_symbols()) or ("none",):
+            rows.append({"dopant": x, "state": f.info.get("state")})
+    if not rows:
+        return pd.DataFrame(columns=["dopant", "state", "frames"])
+    return pd.DataFrame(rows).groupby(["dopant", "state"]).size().reset_index(name="frames")
+
+
+def force_norms(frames: list[Atoms]) -> pd.DataFrame:
+    """Per-atom force magnitudes (meV/A) with the frame's state: the E vs NE distributions of the paper's argument."""
+    rows = []
+    for f in frames:
+        norms = np.linalg.norm(dataset.forces_mev_per_ang(f), axis=1)
+        rows.append(pd.DataFrame({"force_mev_per_ang": norms, "state": f.info.get("state"),
+                                  "config_id": f.info.get("config_id")}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["force_mev_per_ang", "state"])
+
+
+def force_stats(frames: list[Atoms]) -> list[dict]:
+    """Mean, median, 95th percentile and maximum force magnitude per state (meV/A)."""
+    df = force_norms(frames)
+    out = []
+    for state, g in df.groupby("state"):
+        v = g["force_mev_per_ang"].to_numpy()
+        out.append({"state": state, "atoms": len(v), "mean": v.mean(), "median": np.median(v),
+                    "p95": np.percentile(v, 95), "max": v.max()})
+    return out
+
+
+def mixing_energies(frames: list[Atoms]) -> pd.DataFrame:
+    """Energy per atom of each frame relative to pure Mo of the same lattice (meV/atom), with its dopants.
+
+    Pure Mo is taken from the equilibrium frame of ``<lattice>-Mo``; frames of a lattice without it are left out.
+    """
+    ref = {}
+    for f in frames:
+        if f.info.get("state") == "E" and str(f.info.get("dopant_set")) == "none":
+            ref[f.info.get("lattice")] = f.info["REF_energy"] / len(f)
+    rows = []
+    for f in frames:
+        lat = f.info.get("lattice")
+        if lat not in ref:
+            continue
+        rows.append({"config_id": f.info.get("config_id"), "lattice": lat, "state": f.info.get("state"),
+                     "dopant_set": str(f.info.get("dopant_set")), "n_dopant_sites": f.info.get("n_dopant_sites"),
+                     "step": f.info.get("step"),
+                     "energy_vs_pure_mo_mev_per_atom": 1000 * (f.info["REF_energy"] / len(f) - ref[lat])})
+    return pd.DataFrame(rows)
+
+
+def longest_trajectory(frames: list[Atoms], lattice: str = "bcc") -> list[Atoms]:
+    """The relaxation trajectory with the most steps (for a step-by-step 3D view)."""
+    trajs: dict[str, list[Atoms]] = {}
+    for f in frames:
+        if f.info.get("lattice") == lattice and f.info.get("state") in ("E", "NE"):
+            trajs.setdefault(str(f.info.get("traj_id")), []).append(f)
+    if not trajs:
+        return []
+    best = max(sorted(trajs), key=lambda k: len(trajs[k]))
+    return sorted(trajs[best], key=lambda f: int(f.info.get("step", 0)))
+
+
+def concentration_rows() -> list[dict]:
+    """Dopant concentrations of our cells against the paper's (atomic percent)."""
+    rows = []
+    for label, size in (("paper (128 / 108 atoms)", "paper"), ("ours (16 / 32 atoms)", "small")):
+        for lat in structures.LATTICES:
+            n = len(structures.host_supercell(lat, size=size))
+            rows.append({"cells": label, "lattice": lat, "atoms": n, "one dopant (at%)": round(100 / n, 2),
+                         "two dopants (at%)": round(200 / n, 2)})
+    return rows
