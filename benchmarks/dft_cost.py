@@ -17,7 +17,7 @@ def main() -> None:
     p.add_argument("--config", default="bcc-Nb")
     p.add_argument("--steps", type=int, default=3)
     a = p.parse_args()
-    s = dft.default_settings()
+    s = dft.set_settings("bcc16")
     atoms = dft.start_structure(a.config, 2, s)
     print(f"{a.config}: {len(atoms)} atoms, k-grid {s.kpoint_grid(atoms)}, ecut {s.ecut_ev} eV, "
           f"spin={dft.is_spin_polarised(atoms, s)}")

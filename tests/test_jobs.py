@@ -88,3 +88,20 @@ def test_dask_local_cluster_matches_sequential_and_survives_a_killed_worker(tmp_
     assert (tmp_path / "marker").exists()  # the worker really died once, and its job was rerun elsewhere
     for a, b in zip(seq, par):
         assert Path(a.output).read_text() == Path(b.output).read_text()
+
+
+def test_cluster_yaml_files_describe_jobqueue_clusters():
+    yaml = pytest.importorskip("yaml")
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    import inspect
+
+    root = Path(__file__).resolve().parents[1] / "cluster"
+    for path in sorted(root.glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        cls = getattr(dask_jobqueue, spec.pop("cluster"))
+        spec.pop("jobs")
+        params = inspect.signature(cls.__init__).parameters
+        job_params = inspect.signature(dask_jobqueue.slurm.SLURMJob.__init__).parameters
+        core_params = inspect.signature(dask_jobqueue.core.Job.__init__).parameters
+        unknown = [k for k in spec if k not in params and k not in job_params and k not in core_params]
+        assert not unknown, f"{path.name}: keys unknown to {cls.__name__}: {unknown}"

@@ -30,13 +30,13 @@ SETTING_NOTES: dict[str, str] = {
     "optimizer": "ionic relaxation algorithm (cell fixed)",
     "fmax_ev_per_ang": "relaxation stops when every force is below this",
     "max_steps": "ionic step limit",
-    "rattle_stdev_ang": "seeded random displacement of the ideal start",
+    "rattle_stdev_ang": "seeded random displacement of the start (0: ideal substituted positions)",
 }
 
 
 def settings_table(settings: dft.DFTSettings | None = None) -> list[dict]:
     """One row per DFT setting with its value and why it is there."""
-    settings = settings or dft.default_settings()
+    settings = settings or dft.set_settings("bcc16")
     return [{"setting": k, "value": v, "meaning": SETTING_NOTES.get(k, "")} for k, v in settings.to_dict().items()]
 
 
