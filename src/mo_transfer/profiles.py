@@ -1,0 +1,240 @@
+"""Run profiles: one named set of sizes for every computation of the book.
+
+Every notebook takes a ``profile`` parameter (papermill ``-p profile NAME``) and reads its sizes from here, so the
+whole book runs at one of four scales:
+
+``smoke``
+    Seconds to minutes on a laptop CPU: tiny models, one epoch, one repeat. It only proves the code paths run; its
+    numbers mean nothing. This is what CI (``make test``) executes.
+``cpu``
+    What the committed book shows: small models and few repeats, sized to finish in hours on 2 CPU cores.
+``gpu``
+    One GPU (e.g. Colab): MACE-MP-0 downloaded as the foundation model, paper-sized models, fewer repeats.
+``paper``
+    The paper's protocol (10/5 IID repeats, all 11 LODO folds, 10 refine-tuning repeats, 128/108-atom cells):
+    a cluster's worth of work.
+
+Training constants that the paper states (Section 2.2: lr 3e-4, weight decay 1e-6, EMA decay 0.99, seed 42,
+lambda_E = lambda_F = 30) are shared by all profiles; only sizes differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .structures import DOPANTS
+
+#: Foundation models a profile may name.
+FOUNDATIONS: tuple[str, ...] = ("goh-mini", "mace-mp-0")
+#: Model scales of the paper (MACE-MP-0 small / medium / large, Table 1).
+SCALES: tuple[str, ...] = ("small", "medium", "large")
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+DFT_SIZES: tuple[str, ...] = ("small", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one run of the book. Frozen: a profile is a value, compare and hash it freely."""
+
+    name: str
+    description: str
+    #: torch device for training and inference ("cpu" or "cuda").
+    device: str
+    #: "goh-mini": our offline stand-in pretrained on our own ordered-crystal GPAW data;
+    #: "mace-mp-0": the paper's foundation model (needs a network to download).
+    foundation: str
+    #: Model scales to run in the IID comparison (the paper: small, medium, large).
+    model_scales: tuple[str, ...]
+    #: Scale used for LODO and the unseen-element study (the paper: medium).
+    lodo_scale: str
+    #: Upper bound on training epochs of every scratch / fine-tune / refine run (early stopping may end sooner).
+    max_epochs: int
+    #: MACE channels of scratch models and of the stand-in foundation model (MACE-MP-0 fixes its own: 128).
+    num_channels: int
+    #: Highest L of the equivariant features of scratch / stand-in models.
+    max_L: int
+    #: Independent IID splits, equilibrium set FT-E (paper: 10).
+    iid_repeats_e: int
+    #: Independent IID splits, non-equilibrium set FT-E_NE (paper: 5).
+    iid_repeats_ene: int
+    #: Held-out elements of the LODO folds; None means all 11 dopants (the paper).
+    lodo_elements: tuple[str, ...] | None
+    #: Independent splits of the refine-tuning on unseen elements (paper: 10).
+    refine_repeats: int
+    #: Supercell size of the DFT data: "small" (16-atom BCC / 32-atom FCC, our GPAW data) or "paper" (128 / 108).
+    dft_size: str
+    #: Cap on the number of FT-E_NE frames used for training (None = all); a seeded subsample otherwise.
+    max_frames: int | None
+    batch_size: int = 5
+    r_max: float = 5.0
+    default_dtype: str = "float64"
+    patience: int = 20
+    # Training constants stated by the paper (Section 2.2); shared by every profile.
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    ema_decay: float = 0.99
+    energy_weight: float = 30.0
+    forces_weight: float = 30.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        def check(value, allowed, what):
+            if value not in allowed:
+                raise ValueError(f"profile {self.name!r}: unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+
+        check(self.device, DEVICES, "device")
+        check(self.foundation, FOUNDATIONS, "foundation")
+        check(self.dft_size, DFT_SIZES, "dft_size")
+        check(self.lodo_scale, SCALES, "lodo_scale")
+        if not self.model_scales:
+            raise ValueError(f"profile {self.name!r}: model_scales is empty")
+        for s in self.model_scales:
+            check(s, SCALES, "model scale")
+        for el in self.lodo_elements or ():
+            check(el, DOPANTS, "LODO element")
+        for field in ("max_epochs", "num_channels", "iid_repeats_e", "iid_repeats_ene", "refine_repeats", "batch_size"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"profile {self.name!r}: {field} must be at least 1, got {getattr(self, field)!r}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"profile {self.name!r}: max_frames must be None or at least 1")
+
+    @property
+    def lodo_folds(self) -> tuple[str, ...]:
+        """The held-out elements actually run: ``lodo_elements`` or all 11 dopants."""
+        return tuple(DOPANTS) if self.lodo_elements is None else tuple(self.lodo_elements)
+
+    def as_dict(self) -> dict:
+        """Plain dict (tuples become lists): for provenance records and tables."""
+        return dataclasses.asdict(self)
+
+    def summary_rows(self) -> list[dict]:
+        """Rows ``{"setting": ..., "value": ...}`` for a two-column table in a notebook."""
+        rows = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "lodo_elements" and v is None:
+                v = "all 11"
+            elif f.name == "max_frames" and v is None:
+                v = "all"
+            elif isinstance(v, tuple):
+                v = ", ".join(v)
+            rows.append({"setting": f.name, "value": v})
+        return rows
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="CI check of every code path in minutes on a CPU; numbers are meaningless",
+        device="cpu",
+        foundation="goh-mini",
+        model_scales=("small",),
+        lodo_scale="small",
+        max_epochs=1,
+        num_channels=8,
+        max_L=0,
+        iid_repeats_e=1,
+        iid_repeats_ene=1,
+        lodo_elements=("Nb",),
+        refine_repeats=1,
+        dft_size="small",
+        max_frames=40,
+        batch_size=4,
+        r_max=4.5,
+        patience=1,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="What the committed book shows: small models and few repeats, hours on 2 CPU cores",
+        device="cpu",
+        foundation="goh-mini",
+        model_scales=("small",),
+        lodo_scale="small",
+        max_epochs=30,
+        num_channels=32,
+        max_L=0,
+        iid_repeats_e=2,
+        iid_repeats_ene=1,
+        lodo_elements=("Cr", "Nb", "W", "Y"),
+        refine_repeats=2,
+        dft_size="small",
+        max_frames=1500,
+        r_max=4.5,
+        patience=10,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="One GPU (e.g. Colab): MACE-MP-0 downloaded, all three scales, fewer repeats than the paper",
+        device="cuda",
+        foundation="mace-mp-0",
+        model_scales=("small", "medium", "large"),
+        lodo_scale="medium",
+        max_epochs=100,
+        num_channels=128,
+        max_L=1,
+        iid_repeats_e=3,
+        iid_repeats_ene=2,
+        lodo_elements=None,
+        refine_repeats=3,
+        dft_size="small",
+        max_frames=None,
+        batch_size=8,
+    ),
+    "paper": Profile(
+        name="paper",
+        description="The paper's protocol at full scale (a cluster): 10/5 IID repeats, 11 LODO folds, 10 refines",
+        device="cuda",
+        foundation="mace-mp-0",
+        model_scales=("small", "medium", "large"),
+        lodo_scale="medium",
+        # The main text does not state the epoch count (its Table S1 is in the Supplementary Materials).
+        max_epochs=200,
+        num_channels=128,
+        max_L=2,
+        iid_repeats_e=10,
+        iid_repeats_ene=5,
+        lodo_elements=None,
+        refine_repeats=10,
+        dft_size="paper",
+        max_frames=None,
+        batch_size=8,
+        patience=50,
+    ),
+}
+
+
+def profile_names() -> tuple[str, ...]:
+    """Names of the defined profiles, smallest first."""
+    return tuple(PROFILES)
+
+
+def get_profile(name: str | Profile) -> Profile:
+    """The profile called ``name`` (a ``Profile`` passes through); unknown names raise a ``ValueError``."""
+    if isinstance(name, Profile):
+        return name
+    key = str(name).strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; allowed: {', '.join(PROFILES)}")
+    return PROFILES[key]
+
+
+def profiles_table() -> list[dict]:
+    """One row per profile with the sizes that differ between them (README and intro tables)."""
+    rows = []
+    for p in PROFILES.values():
+        rows.append({
+            "profile": p.name,
+            "device": p.device,
+            "foundation": p.foundation,
+            "scales": "/".join(s[0].upper() for s in p.model_scales),
+            "channels": p.num_channels,
+            "max_L": p.max_L,
+            "max_epochs": p.max_epochs,
+            "IID repeats E / E_NE": f"{p.iid_repeats_e} / {p.iid_repeats_ene}",
+            "LODO folds": len(p.lodo_folds),
+            "refine repeats": p.refine_repeats,
+            "DFT cells": "128/108 atoms" if p.dft_size == "paper" else "16/32 atoms",
+            "max frames": "all" if p.max_frames is None else p.max_frames,
+        })
+    return rows
