@@ -136,3 +136,26 @@ def test_data_set_design():
     assert {j.name for j in jobs} == set(ids) and all(j.inputs["repeats"] == 2 for j in jobs)
     paper = dft.set_jobs("bcc16", root=Path("/nonexistent"), size="paper")
     assert paper[0].inputs["repeats"] == 4 and paper[0].key != jobs[0].key
+
+
+@pytest.mark.slow
+def test_real_gpaw_jobs_on_a_dask_local_cluster_equal_the_sequential_ones(tmp_path):
+    """The executor's Dask backend runs real DFT single points and gets what the sequential backend gets."""
+    pytest.importorskip("dask.distributed")
+    settings = dataclasses.replace(TINY, kpt_density_per_ang=1.0)
+    structs = {"mo-bcc": dft._element_cell("Mo", "bcc", 15.8), "mo-nb-b2": dft._compound_cell("Nb", "B2", 17.0)}
+    structs["mo-nb-b2"].rattle(0.03, seed=1)
+
+    def batch(root):
+        return [Job("mo_transfer.dft:single_point_job", name, {"set": "tiny", "structures": [dft._atoms_to_dict(a)]},
+                    settings.to_dict(), str(root / "tiny" / "trajectories" / f"{name}.extxyz.gz"))
+                for name, a in structs.items()]
+
+    seq, par = batch(tmp_path / "seq"), batch(tmp_path / "par")
+    assert run_jobs(seq).count("done") == 2
+    summary = run_jobs(par, backend="dask", workers=2)
+    assert summary.count("done") == 2, str(summary)
+    for a, b in zip(seq, par):
+        fa, fb = dft.read_frames(a.output)[0], dft.read_frames(b.output)[0]
+        assert fa.info["REF_energy"] == pytest.approx(fb.info["REF_energy"], abs=1e-8)
+        assert np.allclose(fa.arrays["REF_forces"], fb.arrays["REF_forces"], atol=1e-8)
