@@ -103,9 +103,10 @@ unit:
 site-test:
 	$(PY) -m pytest -q tests/test_site.py
 
+# The smoke notebooks recompute (RECOMPUTE=1): CI really trains and evaluates through the code path, in minutes.
 test: venv dft-deps
 	$(MAKE) unit
-	$(MAKE) notebooks PROFILE=smoke
+	$(MAKE) notebooks PROFILE=smoke RECOMPUTE=1
 	$(MAKE) html
 	$(MAKE) site-test
 

@@ -1,0 +1,198 @@
+"""Figures of the IID comparison (the paper's Figures 3-4, learning curves, Table 1 as bars), as plotly figures.
+
+Every function takes plain data (lists and dicts, as :mod:`mo_transfer.iid` caches them) and returns a
+``plotly.graph_objects.Figure``; nothing here computes a metric. Parity points carry hover text with the
+structure's configuration id, dopant set and state (E / NE), so an outlier can be traced to its structure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+PARADIGM_COLORS: dict[str, str] = {"fine-tune": "#1f77b4", "scratch": "#ff7f0e", "zero-shot": "#2ca02c"}
+#: Colours of the Cartesian force components (the paper's Figure 3 colours them, without naming the colours).
+COMPONENT_COLORS: dict[str, str] = {"x": "#1f77b4", "y": "#d62728", "z": "#2ca02c"}
+SOURCE_COLORS: dict[str, str] = {"ours": "#1f77b4", "paper's": "#7f7f7f"}
+#: Metadata shown on hover for every parity point, in this order.
+HOVER_FIELDS: tuple[str, ...] = ("config_id", "dopant_set", "state")
+DIAGONAL_NAME = "y = x"
+
+
+def _subplots(n: int, n_cols: int, titles: Sequence[str], x_title: str, y_title: str, height_per_row: int,
+              shared: bool = False):
+    from plotly.subplots import make_subplots
+
+    n_cols = max(1, min(n_cols, n))
+    n_rows = max(1, math.ceil(n / n_cols))
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=list(titles), horizontal_spacing=0.07,
+                        vertical_spacing=min(0.12, 0.5 / n_rows), shared_yaxes=shared)
+    for k in range(n):
+        r, c = divmod(k, n_cols)
+        fig.update_xaxes(title_text=x_title, row=r + 1, col=c + 1)
+        if c == 0:
+            fig.update_yaxes(title_text=y_title, row=r + 1, col=c + 1)
+    fig.update_layout(height=max(320, height_per_row * n_rows + 90), margin=dict(l=60, r=20, t=80, b=50))
+    fig.update_annotations(font_size=11)
+    return fig, n_cols
+
+
+def _diagonal(values: np.ndarray, showlegend: bool):
+    import plotly.graph_objects as go
+
+    lo, hi = (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 1.0)
+    pad = 0.03 * (hi - lo or 1.0)
+    return go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines", name=DIAGONAL_NAME,
+                      legendgroup=DIAGONAL_NAME, showlegend=showlegend, hoverinfo="skip",
+                      line=dict(color="black", dash="dash", width=1))
+
+
+def _first_line(title: str) -> str:
+    """A panel title's first line, for hover boxes."""
+    return title.split("<br>")[0]
+
+
+def _customdata(panel: dict, n: int, extra: Sequence[str] = ()) -> np.ndarray:
+    cols = [list(map(str, panel.get(k, ["?"] * n))) for k in HOVER_FIELDS]
+    cols += [list(panel[k]) for k in extra]
+    return np.array(cols, dtype=object).T if n else np.zeros((0, len(cols)), dtype=object)
+
+
+def energy_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 330):
+    """Energy parity plots (the paper's Figure 4): predicted vs DFT energy per atom, one panel per model.
+
+    Each panel: ``title``, ``paradigm`` (colour), ``ref_ev_per_atom``, ``pred_ev_per_atom``,
+    ``error_mev_per_atom`` and the hover fields ``config_id``, ``dopant_set``, ``state``.
+    """
+    import plotly.graph_objects as go
+
+    fig, n_cols = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT energy (eV/atom)",
+                            "model energy (eV/atom)", height_per_row)
+    seen: set[str] = set()
+    for k, p in enumerate(panels):
+        r, c = divmod(k, n_cols)
+        ref, pred = np.asarray(p["ref_ev_per_atom"], float), np.asarray(p["pred_ev_per_atom"], float)
+        paradigm = p.get("paradigm", "model")
+        fig.add_trace(go.Scatter(
+            x=ref, y=pred, mode="markers", name=paradigm, legendgroup=paradigm, showlegend=paradigm not in seen,
+            marker=dict(size=6, color=PARADIGM_COLORS.get(paradigm, "#444"), opacity=0.75),
+            customdata=_customdata(p, len(ref), ("error_mev_per_atom",)),
+            hovertemplate=("%{customdata[0]}<br>dopants %{customdata[1]}, state %{customdata[2]}<br>"
+                           "DFT %{x:.4f} eV/atom<br>model %{y:.4f} eV/atom<br>error %{customdata[3]:.2f} meV/atom"
+                           f"<extra>{_first_line(p['title'])}</extra>")), row=r + 1, col=c + 1)
+        seen.add(paradigm)
+        fig.add_trace(_diagonal(np.concatenate([ref, pred]), k == 0), row=r + 1, col=c + 1)
+    fig.update_layout(title=title or None)
+    return fig
+
+
+def force_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 360):
+    """Force-component parity plots (the paper's Figure 3): predicted vs DFT component, coloured by x / y / z.
+
+    Each panel: ``title``, ``component`` (x/y/z per point), ``ref_mev_per_ang``, ``pred_mev_per_ang`` and the
+    hover fields ``config_id``, ``dopant_set``, ``state``.
+    """
+    import plotly.graph_objects as go
+
+    fig, n_cols = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT force component (meV/Å)",
+                            "model force component (meV/Å)", height_per_row)
+    for k, p in enumerate(panels):
+        r, c = divmod(k, n_cols)
+        comp = np.asarray(p["component"])
+        ref, pred = np.asarray(p["ref_mev_per_ang"], float), np.asarray(p["pred_mev_per_ang"], float)
+        data = _customdata(p, len(ref))
+        name = _first_line(p["title"])
+        for axis in ("x", "y", "z"):
+            m = comp == axis
+            fig.add_trace(go.Scatter(
+                x=ref[m], y=pred[m], mode="markers", name=f"F{axis}", legendgroup=f"F{axis}", showlegend=k == 0,
+                marker=dict(size=4, color=COMPONENT_COLORS[axis], opacity=0.55),
+                customdata=data[m],
+                hovertemplate=("%{customdata[0]}<br>dopants %{customdata[1]}, state %{customdata[2]}<br>"
+                               f"F{axis}: DFT %{{x:.1f}}, model %{{y:.1f}} meV/Å<extra>{name}</extra>")),
+                row=r + 1, col=c + 1)
+        fig.add_trace(_diagonal(np.concatenate([ref, pred]), k == 0), row=r + 1, col=c + 1)
+    fig.update_layout(title=title or None)
+    return fig
+
+
+def learning_curves(runs: Sequence[dict], metric: str = "loss", log_y: bool = True, title: str = ""):
+    """Validation ``metric`` per epoch, one line per training run, one panel per paradigm, colour per model label.
+
+    Each run: ``name``, ``label`` (e.g. ``FT-E(S)``), ``paradigm`` and ``curve`` (rows with ``epoch`` and
+    ``metric``); epoch 0 is the evaluation before training.
+    """
+    import plotly.express as px
+    import plotly.graph_objects as go
+
+    runs = [r for r in runs if r.get("curve")]
+    paradigms = [p for p in PARADIGM_COLORS if any(r["paradigm"] == p for r in runs)]
+    y_title = {"loss": "validation loss", "mae_e_mev_per_atom": "validation energy MAE (meV/atom)",
+               "mae_f_mev_per_ang": "validation force MAE (meV/Å)"}.get(metric, metric)
+    fig, _ = _subplots(max(1, len(paradigms)), max(1, len(paradigms)), paradigms or ["(no training runs)"], "epoch",
+                       y_title, 360, shared=True)
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    palette = px.colors.qualitative.Plotly
+    colors = {lab: palette[k % len(palette)] for k, lab in enumerate(labels)}
+    seen: set[str] = set()
+    for r in runs:
+        col = paradigms.index(r["paradigm"]) + 1
+        curve = r["curve"]
+        fig.add_trace(go.Scatter(
+            x=[c["epoch"] for c in curve], y=[c[metric] for c in curve], mode="lines+markers", name=r["label"],
+            legendgroup=r["label"], showlegend=r["label"] not in seen, marker=dict(size=5),
+            line=dict(color=colors[r["label"]], width=1.5),
+            hovertemplate=f"{r['name']}<br>epoch %{{x}}<br>{y_title} %{{y:.4g}}<extra>{r['label']}</extra>"),
+            row=1, col=col)
+        seen.add(r["label"])
+    if log_y:
+        fig.update_yaxes(type="log")
+    fig.update_layout(title=title or None)
+    return fig
+
+
+def zero_shot_errors(errors: pd.DataFrame, title: str = ""):
+    """Zero-shot energy-per-atom error of each structure, by dopant set, one colour per foundation model."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for scale, g in errors.groupby("scale", sort=True):
+        fig.add_trace(go.Scatter(
+            x=g["dopant_set"], y=g["error_mev_per_atom"], mode="markers", name=f"{g['model'].iloc[0]} ({scale})",
+            marker=dict(size=8, opacity=0.8),
+            customdata=np.array([g["config_id"], g["dopant_set"], g["state"]], dtype=object).T,
+            hovertemplate=("%{customdata[0]}<br>dopants %{customdata[1]}, state %{customdata[2]}<br>"
+                           "error %{y:.1f} meV/atom<extra>%{fullData.name}</extra>")))
+    fig.add_hline(y=0, line=dict(color="black", width=1, dash="dash"))
+    fig.update_layout(title=title or None, xaxis_title="dopant set D(s)",
+                      yaxis_title="zero-shot error, model - DFT (meV/atom)", height=380,
+                      margin=dict(l=60, r=20, t=50, b=50))
+    return fig
+
+
+def table1_bars(ours: pd.DataFrame, paper: pd.DataFrame, metric: str = "energy_mae", log_y: bool = True,
+                title: str = ""):
+    """Our Table 1 beside the paper's as grouped bars (mean, error bar = std over repeats), rows we ran only."""
+    import plotly.graph_objects as go
+
+    units = "meV/atom" if metric.startswith("energy") else "meV/Å"
+    models = [m for m in ours["model"] if m in set(paper["model"])] + [m for m in ours["model"]
+                                                                       if m not in set(paper["model"])]
+    fig = go.Figure()
+    for source, table in (("ours", ours), ("paper's", paper)):
+        t = table.set_index("model").reindex(models)
+        std = pd.to_numeric(t[f"{metric}_std"], errors="coerce").fillna(0.0)
+        fig.add_trace(go.Bar(x=models, y=t[metric].astype(float), name=source,
+                             marker_color=SOURCE_COLORS[source],
+                             error_y=dict(type="data", array=std.to_numpy(), visible=True),
+                             hovertemplate=f"%{{x}}<br>{source}: %{{y:.2f}} {units}<extra></extra>"))
+    name = {"energy_mae": "energy MAE", "energy_rmse": "energy RMSE", "force_mae": "force MAE",
+            "force_rmse": "force RMSE"}.get(metric, metric)
+    fig.update_layout(barmode="group", title=title or None, yaxis_title=f"test {name} ({units})",
+                      height=400, margin=dict(l=60, r=20, t=50, b=80))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
