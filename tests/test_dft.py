@@ -159,3 +159,19 @@ def test_real_gpaw_jobs_on_a_dask_local_cluster_equal_the_sequential_ones(tmp_pa
         fa, fb = dft.read_frames(a.output)[0], dft.read_frames(b.output)[0]
         assert fa.info["REF_energy"] == pytest.approx(fb.info["REF_energy"], abs=1e-8)
         assert np.allclose(fa.arrays["REF_forces"], fb.arrays["REF_forces"], atol=1e-8)
+
+
+def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
+    base = dataclasses.replace(TINY, rattle_stdev_ang=0.05)
+    kwargs = dict(config_id="bcc-Nb", repeats=1, candidates=((200.0, 1.0),), reference=(250.0, 1.5), base=base,
+                  checkpoint=tmp_path / "conv.extxyz")
+    rows = dft.convergence_check(**kwargs)
+    assert rows[0]["reference"] and rows[0]["d_energy_mev_per_atom"] == 0.0
+    assert rows[1]["d_force_max_mev_per_ang"] > 0 and rows[1]["ecut_ev"] == 200.0
+    # a rerun reads every calculation from the checkpoint instead of recomputing it
+    monkeypatch.setattr(dft, "single_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = dft.convergence_check(**kwargs)
+    for a, b in zip(again, rows):
+        assert a["kpts"] == b["kpts"] and a["reference"] == b["reference"]
+        for key in ("energy_per_atom_ev", "d_energy_mev_per_atom", "d_force_max_mev_per_ang"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-3)  # extxyz keeps about 8 digits
