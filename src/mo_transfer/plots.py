@@ -196,3 +196,69 @@ def table1_bars(ours: pd.DataFrame, paper: pd.DataFrame, metric: str = "energy_m
     if log_y:
         fig.update_yaxes(type="log")
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LODO (the paper's Figures 5-6)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: Protocol colours of the paper's Figure 5: "relax" blue, "strict" orange.
+PROTOCOL_COLORS: dict[str, str] = {"strict": "#ff7f0e", "relaxed": "#1f77b4"}
+
+
+def lodo_bars(rows: Sequence[dict], title: str = "", log_y: bool = False):
+    """Grouped bars of the energy MAE and RMSE per held-out element, Strict beside Relaxed (the paper's Figure 5).
+
+    ``rows``: ``{"element", "protocol", "energy_mae", "energy_rmse"}`` (meV/atom), one per element and protocol.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    frame = pd.DataFrame(list(rows))
+    elements = list(dict.fromkeys(frame["element"]))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["energy MAE", "energy RMSE"], horizontal_spacing=0.08)
+    for c, metric in enumerate(("energy_mae", "energy_rmse")):
+        for protocol, color in PROTOCOL_COLORS.items():
+            sel = frame[frame["protocol"] == protocol].set_index("element").reindex(elements)
+            fig.add_trace(go.Bar(x=elements, y=sel[metric].astype(float), name=protocol, legendgroup=protocol,
+                                 showlegend=c == 0, marker_color=color,
+                                 hovertemplate=f"%{{x}}, {protocol}: %{{y:.2f}} meV/atom<extra></extra>"),
+                          row=1, col=c + 1)
+        fig.update_yaxes(title_text="meV/atom" if c == 0 else None, type="log" if log_y else None, row=1, col=c + 1)
+    fig.update_layout(barmode="group", title=title or None, height=400, margin=dict(l=60, r=20, t=60, b=50))
+    return fig
+
+
+def lodo_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 330):
+    """Energy parity per held-out element with the Strict and Relaxed test sets overlaid (the paper's Figure 6).
+
+    Each panel: ``title`` and ``series`` {protocol: energy dict with ``ref_ev_per_atom``, ``pred_ev_per_atom``,
+    ``error_mev_per_atom`` and the hover fields}.
+    """
+    import plotly.graph_objects as go
+
+    fig, n_cols = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT energy (eV/atom)",
+                            "model energy (eV/atom)", height_per_row)
+    seen: set[str] = set()
+    for k, p in enumerate(panels):
+        r, c = divmod(k, n_cols)
+        values = []
+        for protocol in ("strict", "relaxed"):
+            s = p["series"].get(protocol)
+            if not s:
+                continue
+            ref, pred = np.asarray(s["ref_ev_per_atom"], float), np.asarray(s["pred_ev_per_atom"], float)
+            values += [ref, pred]
+            fig.add_trace(go.Scatter(
+                x=ref, y=pred, mode="markers", name=protocol, legendgroup=protocol, showlegend=protocol not in seen,
+                marker=dict(size=6, color=PROTOCOL_COLORS[protocol], opacity=0.7,
+                            symbol="circle" if protocol == "relaxed" else "diamond"),
+                customdata=_customdata(s, len(ref), ("error_mev_per_atom",)),
+                hovertemplate=("%{customdata[0]}<br>dopants %{customdata[1]}, state %{customdata[2]}<br>"
+                               "DFT %{x:.4f} eV/atom<br>model %{y:.4f} eV/atom<br>error %{customdata[3]:.2f} "
+                               f"meV/atom<extra>{_first_line(p['title'])}, {protocol}</extra>")),
+                row=r + 1, col=c + 1)
+            seen.add(protocol)
+        fig.add_trace(_diagonal(np.concatenate(values) if values else np.zeros(0), k == 0), row=r + 1, col=c + 1)
+    fig.update_layout(title=title or None)
+    return fig
