@@ -425,9 +425,11 @@ def convergence_check(config_id: str = "bcc-Nb", repeats: int = 2,
 
     Returns one row per setting with the deviations from the reference in meV/atom and meV/A (the criteria of
     the data plan: about 5 meV/atom and 30 meV/A). With ``checkpoint`` every finished calculation is saved, so an
-    interrupted check resumes where it stopped.
+    interrupted check resumes where it stopped. The default cell is the start of a production relaxation (ideal
+    substituted positions, where the dopant's neighbours feel forces); a rattled cell without symmetry made the
+    tight reference too slow to finish on two shared cores.
     """
-    base = base or default_settings()
+    base = base or set_settings("bcc16")
     atoms = start_structure(config_id, repeats, base)
     done = {(f.info["ecut_ev"], f.info["kpt_density_per_ang"]): f
             for f in (read_frames(checkpoint) if checkpoint is not None and checkpoint.exists() else [])}
