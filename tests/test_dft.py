@@ -175,3 +175,49 @@ def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
         assert a["kpts"] == b["kpts"] and a["reference"] == b["reference"]
         for key in ("energy_per_atom_ev", "d_energy_mev_per_atom", "d_force_max_mev_per_ang"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-3)  # extxyz keeps about 8 digits
+
+
+def test_symmetry_analysis_failure_retries_without_symmetry(tmp_path, monkeypatch):
+    """GPAW's point-group analysis fails on some rattled hcp cells; the single point reruns with symmetry off."""
+    class SymmetryAnalysisBug(Exception):
+        pass
+
+    real = dft.make_calculator
+    calls = []
+
+    def flaky(atoms, settings, txt=None, fallback=0, symmetry_off=False):
+        calls.append(symmetry_off)
+        calc = real(atoms, settings, txt, fallback, symmetry_off)
+        if not symmetry_off:
+            def boom(*a, **k):
+                raise SymmetryAnalysisBug("Sorry!")
+            calc.get_forces = boom
+        return calc
+
+    monkeypatch.setattr(dft, "make_calculator", flaky)
+    atoms = structures.build("bcc-Nb", repeats=1)
+    atoms.rattle(0.05, seed=1)
+    frames = dft.single_points([atoms], TINY, checkpoint=tmp_path / "cp.extxyz")
+    assert calls == [False, True]
+    assert frames[0].info["symmetry_off"] is True and np.isfinite(frames[0].info["REF_energy"])
+    assert dft.is_symmetry_bug(SymmetryAnalysisBug()) and not dft.is_symmetry_bug(ValueError())
+
+
+def test_partial_frames_of_single_point_sets_are_loadable(tmp_path):
+    """The checkpointed frames of an unfinished ordered-crystal family count as data; partial relaxations never do."""
+    frames = []
+    for i in range(3):
+        a = structures.build("bcc-Mo", repeats=1)
+        a.info.update({"REF_energy": -10.0 - i, "config_id": f"c{i}"})
+        a.arrays["REF_forces"] = np.zeros((len(a), 3))
+        frames.append(a)
+    (tmp_path / "gohoms" / "trajectories").mkdir(parents=True)
+    (tmp_path / "gohoms" / "partial").mkdir()
+    dft.write_frames_gz(frames[:2], tmp_path / "gohoms" / "trajectories" / "fam-A.extxyz.gz")
+    dft._checkpoint(frames[:1], tmp_path / "gohoms" / "partial" / "fam-A.extxyz")  # stale: A is finished
+    dft._checkpoint(frames[2:], tmp_path / "gohoms" / "partial" / "fam-B.extxyz")
+    assert len(dft.load_set_frames("gohoms", tmp_path)) == 2
+    got = dft.load_set_frames("gohoms", tmp_path, include_partial=True)
+    assert [f.info["config_id"] for f in got] == ["c0", "c1", "c2"]
+    with pytest.raises(ValueError, match="only for single-point sets"):
+        dft.load_set_frames("bcc16", tmp_path, include_partial=True)

@@ -422,10 +422,11 @@ def smoke_foundation(root: str | os.PathLike, scale: str = "S") -> Path:
 
 
 def gohoms_data_file(path: str | os.PathLike) -> Path:
-    """Write the finished 'gohoms' DFT frames to one extxyz file; raises when none are computed yet."""
+    """Write the computed 'gohoms' DFT frames (finished families and the checkpointed frames of unfinished ones:
+    each is an independent single point) to one extxyz file; raises when none are computed yet."""
     from .dft import load_set_frames
 
-    frames = load_set_frames("gohoms")
+    frames = load_set_frames("gohoms", include_partial=True)
     if not frames:
         raise FileNotFoundError("no 'gohoms' DFT frames yet: run `python -m mo_transfer.dft run --set gohoms` "
                                 "first, or pass --data with an extxyz file labelled REF_energy / REF_forces")
