@@ -33,7 +33,7 @@ export OPENBLAS_NUM_THREADS := 1
 export MO_TRANSFER_NO_PROGRESS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv kernel dft-deps notebooks html book test unit site-test widgets clean
+.PHONY: help venv kernel dft-deps browser-deps notebooks html book test unit site-test widgets clean
 
 help:
 	@sed -n '3,8p' Makefile
@@ -100,8 +100,15 @@ book: venv
 unit:
 	$(PY) -m pytest -q --ignore=tests/test_site.py
 
-site-test:
+# Static checks of the built HTML, then every page opened in headless Chromium (JavaScript errors, figures and
+# widgets that did not render); screenshots land in _build/screenshots/.
+site-test: browser-deps
 	$(PY) -m pytest -q tests/test_site.py
+	$(PY) -m mo_transfer.sitecheck $(BUILD)/html --screenshots $(BUILD)/screenshots --report $(BUILD)/sitecheck.json
+
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium present: $$(command -v chromium)"; \
+	else $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
 
 # The smoke notebooks recompute (RECOMPUTE=1): CI really trains and evaluates through the code path, in minutes.
 test: venv dft-deps
