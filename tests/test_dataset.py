@@ -448,3 +448,19 @@ def test_single_point_batches_are_not_trajectories():
         a.info["state"] = "NE"
     kept, report = ds.validate(batch)
     assert {e.field for e in report.excluded} == {"cell", "n_atoms"}
+
+
+def test_own_vasp_folder_replaces_our_data_in_the_pools(monkeypatch, tmp_path):
+    """MO_TRANSFER_VASP_DIR points every notebook at a reader's own VASP runs instead of our GPAW data."""
+    from mo_transfer import data_report
+
+    monkeypatch.delenv(data_report.OWN_DATA_ENV, raising=False)
+    assert data_report.own_data_dir() is None
+    monkeypatch.setenv(data_report.OWN_DATA_ENV, str(VASP_ROOT))
+    pools, report, _ = data_report.build_pools(tmp_path / "empty-gpaw-root")
+    expected, _ = ds.validate(ds.ingest_vasp_tree(VASP_ROOT))
+    got = [f.info["traj_id"] for f in pools["FT-E_NE"]]
+    assert got and sorted(got) == sorted(f.info["traj_id"] for f in expected)
+    monkeypatch.setenv(data_report.OWN_DATA_ENV, str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="is not a folder of VASP runs"):
+        data_report.build_pools(tmp_path)

@@ -6,6 +6,7 @@ Kept apart from :mod:`dataset` (which reads and validates) so that the notebook 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +63,34 @@ def convergence_table(path: Path = dft.DATA_ROOT / "convergence.json") -> list[d
     return [{k: r[k] for k in keep} for r in doc["rows"]]
 
 
+#: Environment variable naming a folder of the reader's own VASP relaxations (one run per folder, vasprun.xml or
+#: OUTCAR); when set, every notebook trains and tests on those instead of our GPAW data (book/cluster.md).
+OWN_DATA_ENV = "MO_TRANSFER_VASP_DIR"
+
+
+def own_data_dir() -> Path | None:
+    """The reader's VASP folder named by ``MO_TRANSFER_VASP_DIR``, or None; a clear error when it does not exist."""
+    value = os.environ.get(OWN_DATA_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{OWN_DATA_ENV}={value!r} is not a folder of VASP runs")
+    return path
+
+
 def build_pools(root: Path = dft.DATA_ROOT, out: Path | None = None, sets: tuple[str, ...] | None = None):
-    """Ingest our GPAW sets, validate them and (optionally) write the pools; returns (pools, report, manifest)."""
-    frames = dataset.load_gpaw_sets(root, sets)
-    kept, report = dataset.validate(frames)
+    """Ingest our GPAW sets (or the reader's VASP tree, see :data:`OWN_DATA_ENV`), validate them and (optionally)
+    write the pools; returns (pools, report, manifest)."""
+    own = own_data_dir()
+    if own is not None:
+        report = dataset.QuarantineReport()
+        frames = dataset.ingest_vasp_tree(own, report=report)
+        kept, report2 = dataset.validate(frames)
+        report.entries += report2.entries
+    else:
+        frames = dataset.load_gpaw_sets(root, sets)
+        kept, report = dataset.validate(frames)
     pools = dataset.split_pools(kept)
     manifest = dataset.write_pools(kept, out, report) if out is not None else None
     return pools, report, manifest
