@@ -130,3 +130,15 @@ def test_repo_root_finds_the_project(monkeypatch):
     monkeypatch.delenv(cache.ROOT_ENV, raising=False)
     root = cache.repo_root()
     assert (root / "pyproject.toml").is_file() and (root / "src" / "mo_transfer").is_dir()
+
+
+def test_recompute_cli_rejects_unknown_study_and_names_itself_in_the_missing_cache_message(tmp_path):
+    from mo_transfer import recompute
+
+    with pytest.raises(ValueError, match="unknown study 'nope'"):
+        recompute.recompute("nope", "smoke")
+    result, message = cache.load_results("lodo", "cpu", lambda: {"x": 1}, False, root=tmp_path, notebook="04_lodo")
+    assert result is None and "python -m mo_transfer.recompute lodo --profile cpu" in message
+    result, message = cache.load_results("lodo", "cpu", lambda: {"x": 1}, True, root=tmp_path, notebook="04_lodo")
+    assert result == {"x": 1} and message is None
+    assert cache.load_record("lodo", "cpu", tmp_path)["provenance"]["notebook"] == "04_lodo"

@@ -203,7 +203,8 @@ def load_record(name: str, profile: str | Profile, root: str | Path | None = Non
     if not path.is_file():
         raise CacheMissing(
             f"no cached result {name!r} for profile {p.name!r} (expected {path}). "
-            f"To regenerate it, {regenerate_hint(p.name, notebook)}."
+            f"To regenerate it, {regenerate_hint(p.name, notebook)}"
+            + (f", or `python -m mo_transfer.recompute {name} --profile {p.name}`." if notebook else ".")
         )
     return json.loads(path.read_text())
 
@@ -235,6 +236,16 @@ def load_or_compute(name: str, profile: str | Profile, compute_fn: Callable[[], 
         extra.setdefault("notebook", notebook)
     path = save(name, p, result, provenance(p, wall_s=wall, **extra), root)
     return json.loads(path.read_text())["result"]
+
+
+def load_results(name: str, profile: str | Profile, compute_fn: Callable[[], Any], recompute: bool = False,
+                 root: str | Path | None = None, notebook: str | None = None) -> tuple[Any | None, str | None]:
+    """:func:`load_or_compute` for a notebook: ``(result, None)``, or ``(None, message)`` when the cache is absent
+    and ``recompute`` is off; the message names the command that makes it, for the notebook to show instead."""
+    try:
+        return load_or_compute(name, profile, compute_fn, recompute, root=root, notebook=notebook), None
+    except CacheMissing as err:
+        return None, str(err)
 
 
 def cached_names(profile: str | Profile, root: str | Path | None = None) -> list[str]:

@@ -571,12 +571,7 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
     naming the command that makes the result, for the notebook to show in place of the dependent figures.
     """
     p = get_profile(profile)
-    try:
-        result = cache.load_or_compute(CACHE_NAME, p, lambda: compute(p, root, **compute_kwargs), recompute,
-                                       root=root, notebook=NOTEBOOK)
-    except cache.CacheMissing as err:
-        return None, str(err)
-    return result, None
+    return cache.load_results(CACHE_NAME, p, lambda: compute(p, root, **compute_kwargs), recompute, root, NOTEBOOK)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -215,12 +215,7 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
     """The cached LODO study of a profile, or (with ``recompute``) a fresh one, cached; ``(results, None)``.
     Without ``recompute`` and without a cache, ``(None, message)`` naming the command that makes it."""
     p = get_profile(profile)
-    try:
-        result = cache.load_or_compute(CACHE_NAME, p, lambda: compute(p, root, **compute_kwargs), recompute,
-                                       root=root, notebook=NOTEBOOK)
-    except cache.CacheMissing as err:
-        return None, str(err)
-    return result, None
+    return cache.load_results(CACHE_NAME, p, lambda: compute(p, root, **compute_kwargs), recompute, root, NOTEBOOK)
 
 
 # ----------------------------------------------------------------------------------------------------------------

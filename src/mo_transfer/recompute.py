@@ -1,0 +1,52 @@
+"""Script twin of the notebooks' expensive cells: recompute one cached study of a profile without papermill.
+
+``python -m mo_transfer.recompute iid --profile cpu`` runs (or resumes: every training run is an executor job with
+a sidecar) the IID sweep and rewrites ``data/results/cpu/iid.json`` with its provenance; the notebook then only
+reads the cache. Studies: ``iid`` (notebook 3), ``lodo`` (notebook 4), ``unseen`` (notebook 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import sys
+import time
+
+from . import cache
+from .profiles import profile_names
+
+#: Study name -> module whose ``load_results(profile, recompute, root)`` makes and caches it.
+STUDIES: dict[str, str] = {"iid": "mo_transfer.iid", "lodo": "mo_transfer.lodo", "unseen": "mo_transfer.unseen"}
+
+
+def recompute(study: str, profile: str, root: str | None = None):
+    """Recompute and cache one study; returns the result dict."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
+    module = importlib.import_module(STUDIES[study])
+    result, message = module.load_results(profile, True, root=root)
+    if result is None:
+        raise RuntimeError(message)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mo_transfer.recompute", description=__doc__)
+    p.add_argument("study", choices=sorted(STUDIES))
+    p.add_argument("--profile", required=True, choices=profile_names())
+    p.add_argument("--root", default=None, help="repository root (default: found from the working directory)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault(cache.COMMAND_ENV, "python -m mo_transfer.recompute " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+    t0 = time.perf_counter()
+    recompute(args.study, args.profile, args.root)
+    print(f"{args.study} ({args.profile}) recomputed in {time.perf_counter() - t0:.0f} s: "
+          f"{cache.cache_path(args.study, args.profile, args.root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
