@@ -1,0 +1,146 @@
+"""The results summary page (notebook 6): every headline number of the paper beside ours, and the setup differences
+that explain the gaps. Reads the cached studies of notebooks 3-5; computes nothing expensive.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import metrics
+from .profiles import Profile, get_profile
+
+#: Study name -> (module, notebook that makes it).
+STUDIES: dict[str, tuple[str, str]] = {"iid": ("mo_transfer.iid", "03_iid"), "lodo": ("mo_transfer.lodo", "04_lodo"),
+                                       "unseen": ("mo_transfer.unseen", "05_unseen")}
+
+#: Table 1 headline cells: (label, paradigm, pool, variant, scale, metric).
+TABLE1_HEADLINES: tuple[tuple[str, str, str, str, str, str], ...] = (
+    ("zero-shot, FT-E test, energy MAE", "zero-shot", "E", "iid", "M", "energy_mae"),
+    ("scratch, FT-E, energy MAE", "scratch", "E", "iid", "M", "energy_mae"),
+    ("fine-tune, FT-E, energy MAE", "fine-tune", "E", "iid", "M", "energy_mae"),
+    ("fine-tune, FT-E, force MAE", "fine-tune", "E", "iid", "M", "force_mae"),
+    ("fine-tune, FT-E_NE, energy MAE", "fine-tune", "E_NE", "iid", "M", "energy_mae"),
+    ("fine-tune, FT-E_NE, force MAE", "fine-tune", "E_NE", "iid", "M", "force_mae"),
+)
+UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "force_mae": "meV/A", "force_rmse": "meV/A"}
+
+
+def load_all(profile: str | Profile, root: str | Path | None = None) -> dict[str, tuple[dict | None, str | None]]:
+    """Each study's cached results of a profile as ``(results, None)`` or ``(None, message naming the command)``."""
+    p = get_profile(profile)
+    out = {}
+    for name, (module, _) in STUDIES.items():
+        out[name] = importlib.import_module(module).load_results(p, False, root=root)
+    return out
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    ok = all(v is not None and math.isfinite(v) and v != 0 for v in (a, b))
+    return f"{a / b:.2f}" if ok else "-"
+
+
+def table1_rows(iid_results: dict | None, scale: str | None = None) -> list[dict]:
+    """The paper's Table 1 headline cells beside ours, with ours / paper, at one scale: ``scale``, else medium
+    when we ran it (the paper's LODO and DIPI scale), else the first scale we ran."""
+    from . import iid
+
+    paper = metrics.load_paper_table1()
+    ours = iid.table1(iid_results) if iid_results else None
+    if scale is None:
+        ran = list(dict.fromkeys(ours["scale"])) if ours is not None else []
+        scale = "M" if "M" in ran or not ran else ran[0]
+    rows = []
+    for label, paradigm, pool, variant, _, metric in TABLE1_HEADLINES:
+        pv = iid._value(paper, paradigm, pool, variant, scale, metric)
+        ov = iid._value(ours, paradigm, pool, variant, scale, metric) if ours is not None else None
+        rows.append({"quantity": f"{label} ({scale})", "unit": UNITS[metric], "paper's": _fmt(pv, 1),
+                     "ours": _fmt(ov), "ours / paper": _ratio(ov, pv)})
+    return rows
+
+
+def table2_rows(lodo_results: dict | None) -> list[dict]:
+    """The paper's Table 2 summary (mean over elements, Strict and Relaxed, with and without its worst element)
+    beside ours over the elements we ran."""
+    from . import lodo
+
+    paper = metrics.load_paper_table2()
+    ps = lodo.summary(paper, exclude=metrics.PAPER_EXCLUDED_ELEMENT)
+    ours = lodo.wide(lodo.long_frame(lodo_results)) if lodo_results else None
+    os_ = lodo.summary(ours) if ours is not None and len(ours) else None
+    rows = []
+    for key, what in (("MeanAll", "mean over held-out elements"), ("MeanNoWorst", "mean without the worst element")):
+        for proto in ("strict", "relaxed"):
+            col = f"{proto}_energy_mae"
+            ov = float(os_[key][col]) if os_ is not None and col in os_[key] else None
+            ov = ov if ov is not None and math.isfinite(ov) else None
+            excl = (f" (paper: without {ps['excluded']}" + (f"; ours: without {os_['excluded']})" if os_ else ")")
+                    if key == "MeanNoWorst" else "")
+            rows.append({"quantity": f"{proto.capitalize()}-LODO energy MAE, {what}{excl}", "unit": "meV/atom",
+                         "paper's": _fmt(float(ps[key][col])), "ours": _fmt(ov),
+                         "ours / paper": _ratio(ov, float(ps[key][col]))})
+    if os_ is not None:
+        rows.append({"quantity": "elements in the mean", "unit": "", "paper's": str(len(paper)),
+                     "ours": str(len(ours)), "ours / paper": "-"})
+    return rows
+
+
+def unseen_rows(unseen_results: dict | None) -> list[dict]:
+    """DIPI and refine-tuning: the paper's numbers (its Figure 7) beside ours."""
+    from . import unseen
+
+    rows = []
+    for r in unseen.comparison_rows(unseen_results):
+        if r["E MAE paper's"] in ("-", "", None) and r["E MAE ours, test sets"] == "-":
+            continue
+        paper_mae, paper_rmse = r["E MAE paper's"], r["E RMSE paper's"]
+        rows.append({"quantity": f"{r['strategy']}: energy MAE / RMSE on new-element test structures",
+                     "unit": "meV/atom", "paper's": f"{paper_mae} / {paper_rmse}",
+                     "ours": f"{r['E MAE ours, test sets']} / {r['E RMSE ours, test sets']}", "ours / paper": "-"})
+    return rows
+
+
+def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str | None]]) -> list[dict]:
+    """Where our setup differs from the paper's, as numbers: cells, data, foundation, repeats, epochs."""
+    p = get_profile(profile)
+    iid_res = results.get("iid", (None, None))[0]
+    used = (iid_res or {}).get("data", {}).get("used", {})
+    src = (iid_res or {}).get("data", {}).get("source", "-")
+    reps = (iid_res or {}).get("settings", {}).get("repeats", {})
+    tc = (iid_res or {}).get("settings", {}).get("train_config", {})
+    return [
+        {"aspect": "DFT", "paper": "VASP, PBE, PAW", "ours": "GPAW 26.7 (plane waves 400 eV), PBE, PAW setups of "
+                                                           "gpaw-data" if src != "synthetic" else "synthetic labels"},
+        {"aspect": "supercell (BCC / FCC)", "paper": "128 / 108 atoms (dopant 0.8-1.6 at%)",
+         "ours": "16 / 32 atoms (dopant 3-12.5 at%)" if p.dft_size == "small" else "128 / 108 atoms"},
+        {"aspect": "FT-E / FT-E_NE frames", "paper": "420 / 6970",
+         "ours": f"{used.get('FT-E', '-')} / {used.get('FT-E_NE', '-')}"},
+        {"aspect": "foundation model", "paper": "MACE-MP-0 small / medium / large (1.6 M MPtrj structures)",
+         "ours": "MACE-MP-0" if p.foundation == "mace-mp-0" else
+         "GOHomS-mini S / M (about 350 of our ordered-crystal GPAW single points)"},
+        {"aspect": "model scales trained", "paper": "S, M, L", "ours": ", ".join(s[0].upper() for s in p.model_scales)},
+        {"aspect": "IID repeats (FT-E / FT-E_NE)", "paper": "10 / 5",
+         "ours": f"{reps.get('FT-E', p.iid_repeats_e)} / {reps.get('FT-E_NE', p.iid_repeats_ene)}"},
+        {"aspect": "LODO folds", "paper": "11 elements x 2 protocols",
+         "ours": f"{len(p.lodo_folds)} elements x 2 protocols"},
+        {"aspect": "maximum epochs", "paper": "not stated in the main text (Table S1)",
+         "ours": str(tc.get("max_epochs", p.max_epochs))},
+    ]
+
+
+def missing_markdown(results: dict[str, tuple[dict | None, str | None]]) -> str:
+    """One line per study whose cache is absent, naming the command that makes it ('' when all exist)."""
+    lines = [f"- **{name}** ({STUDIES[name][1]}): {msg}" for name, (res, msg) in results.items() if res is None]
+    return ("Not every study has results at this profile yet:\n\n" + "\n".join(lines)) if lines else ""
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a table (an empty one keeps its header)."""
+    return pd.DataFrame(rows)
