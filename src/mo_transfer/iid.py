@@ -941,6 +941,27 @@ def protocol_rows(profile: str | Profile, data: dict | None = None) -> list[dict
     ]
 
 
+def synthetic_caveat(study: str) -> str:
+    """The warning every study prints when its numbers come from synthetic labels."""
+    return ("**These numbers come from synthetic Lennard-Jones labels** (too few DFT frames exist yet): they show "
+            f"that every step of the {study} runs, and nothing about the paper's claims.")
+
+
+def training_caveat(profile: str | Profile, train_config: dict, detail: bool = False) -> str:
+    """The sentence on training length and foundation model shared by the studies' context paragraphs."""
+    p = get_profile(profile)
+    epochs = train_config["max_epochs"]
+    text = (f"Training stops after at most {epochs} epoch{'s' if epochs != 1 else ''} (patience "
+            f"{train_config['patience']}); the foundation is ")
+    if p.foundation == "mace-mp-0":
+        return text + "MACE-MP-0."
+    if not detail:
+        return text + "GOHomS-mini, our small offline stand-in."
+    return text + ("GOHomS-mini, our small stand-in pretrained on our own ordered-crystal GPAW calculations, where "
+                   "MACE-MP-0 learnt from about 1.6 million MPtrj structures: the prior that fine-tuning transfers "
+                   "is much weaker here.")
+
+
 def context_markdown(results: dict) -> str:
     """Computed caveats for reading our Table 1 against the paper's: data source and size, repeats, scales, epochs."""
     p = get_profile(results["profile"])
@@ -948,8 +969,7 @@ def context_markdown(results: dict) -> str:
     s = results["settings"]
     parts = []
     if d["source"] == "synthetic":
-        parts.append("**These numbers come from synthetic Lennard-Jones labels** (too few DFT frames exist yet): "
-                     "they show that every step of the sweep runs, and nothing about the paper's claims.")
+        parts.append(synthetic_caveat("sweep"))
     else:
         parts.append(f"The pools hold {d['used']['FT-E']} FT-E and {d['used']['FT-E_NE']} FT-E_NE frames of our "
                      f"GPAW data in 16/32-atom cells (the paper: 420 and 6970 structures in 128/108-atom cells).")
@@ -960,13 +980,7 @@ def context_markdown(results: dict) -> str:
                                              if min(reps.values()) == 1 else "; the standard deviations are rough."))
     if len(s["scales"]) < 3:
         parts.append(f"Only scale(s) {', '.join(s['scales'])} ran, so no trend with model size can be checked.")
-    epochs = s["train_config"]["max_epochs"]
-    parts.append(f"Training stops after at most {epochs} epoch{'s' if epochs != 1 else ''} (patience "
-                 f"{s['train_config']['patience']}); the foundation is "
-                 + ("MACE-MP-0." if p.foundation == "mace-mp-0" else
-                    "GOHomS-mini, our small stand-in pretrained on our own ordered-crystal GPAW calculations, where "
-                    "MACE-MP-0 learnt from about 1.6 million MPtrj structures: the prior that fine-tuning transfers "
-                    "is much weaker here."))
+    parts.append(training_caveat(p, s["train_config"], detail=True))
     return " ".join(parts)
 
 

@@ -439,8 +439,7 @@ def context_markdown(results: dict) -> str:
     s = results["settings"]
     parts = []
     if d["source"] == "synthetic":
-        parts.append("**These numbers come from synthetic Lennard-Jones labels** (too few DFT frames exist yet): "
-                     "they show that every step of the LODO study runs, and nothing about the paper's claims.")
+        parts.append(iid.synthetic_caveat("LODO study"))
     else:
         parts.append(f"The FT-E pool holds {d['used']['FT-E']} frames of our GPAW data in 16/32-atom cells (the "
                      f"paper: 420 structures in 128/108-atom cells).")
@@ -451,7 +450,5 @@ def context_markdown(results: dict) -> str:
             f"{k['element']} ({k['protocol']})" for k in results["skipped"]) + ".")
     tc = s.get("train_config", {})
     if tc:
-        parts.append(f"Training stops after at most {tc['max_epochs']} epoch{'s' if tc['max_epochs'] != 1 else ''} "
-                     f"(patience {tc['patience']}); the foundation is "
-                     + ("MACE-MP-0." if p.foundation == "mace-mp-0" else "GOHomS-mini, our small offline stand-in."))
+        parts.append(iid.training_caveat(p, tc))
     return " ".join(parts)
