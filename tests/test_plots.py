@@ -96,3 +96,10 @@ def test_zero_shot_errors_and_table1_bars():
     assert bars.data[1].y[0] == pytest.approx(17.1) and bars.data[0].y[0] == pytest.approx(8.55)
     assert list(bars.data[0].error_y.array) == [0.0] * len(ours)
     assert bars.layout.yaxis.type == "log"
+
+
+def test_every_unseen_strategy_has_its_own_parity_colour():
+    from mo_transfer import unseen
+
+    colours = [plots.PARADIGM_COLORS.get(s, plots.STRATEGY_COLORS.get(s)) for s in unseen.STRATEGIES]
+    assert None not in colours and len(set(colours)) == len(colours)

@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 PARADIGM_COLORS: dict[str, str] = {"fine-tune": "#1f77b4", "scratch": "#ff7f0e", "zero-shot": "#2ca02c"}
+#: Colours of the unseen-element strategies (notebook 5); any other name falls back to grey.
+STRATEGY_COLORS: dict[str, str] = {"DIPI": "#d62728", "DIPI, own E0": "#9467bd", "refine-tuned": "#1f77b4",
+                                   "refine-tuned, full table": "#17becf", "FT-E, full table": "#8c564b"}
 #: Colours of the Cartesian force components (the paper's Figure 3 colours them, without naming the colours).
 COMPONENT_COLORS: dict[str, str] = {"x": "#1f77b4", "y": "#d62728", "z": "#2ca02c"}
 SOURCE_COLORS: dict[str, str] = {"ours": "#1f77b4", "paper's": "#7f7f7f"}
@@ -78,7 +81,7 @@ def energy_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", heig
         paradigm = p.get("paradigm", "model")
         fig.add_trace(go.Scatter(
             x=ref, y=pred, mode="markers", name=paradigm, legendgroup=paradigm, showlegend=paradigm not in seen,
-            marker=dict(size=6, color=PARADIGM_COLORS.get(paradigm, "#444"), opacity=0.75),
+            marker=dict(size=6, color=PARADIGM_COLORS.get(paradigm, STRATEGY_COLORS.get(paradigm, "#444")), opacity=0.75),
             customdata=_customdata(p, len(ref), ("error_mev_per_atom",)),
             hovertemplate=("%{customdata[0]}<br>dopants %{customdata[1]}, state %{customdata[2]}<br>"
                            "DFT %{x:.4f} eV/atom<br>model %{y:.4f} eV/atom<br>error %{customdata[3]:.2f} meV/atom"
