@@ -134,3 +134,26 @@ def test_tiny_pretraining_provenance_and_resume(tiny_model):
     data = tiny_model.parent / "synthetic-gohoms.extxyz"
     summary = F.pretrain("S", data=data, out=tiny_model, **F.SMOKE_SPEC)
     assert summary.count("skipped") == 1
+    assert F.held_out_path(tiny_model).exists()
+
+
+COMMITTED = sorted(p for p in (F.goh_mini_path("S").parent).glob("goh-mini-[SML].model"))
+
+
+@pytest.mark.parametrize("model_path", COMMITTED, ids=lambda p: p.stem)
+def test_committed_goh_mini_reproduces_its_recorded_held_out_errors(model_path):
+    """Regenerate a slice of the cache: the committed model, re-evaluated on its stored held-out frames, gives the
+    test errors its provenance records; its element table and size are the recorded ones."""
+    from mo_transfer import training
+
+    doc = json.loads(F.provenance_path(model_path).read_text())
+    frames = F.read_extxyz(F.held_out_path(model_path))
+    assert len(frames) == doc["data"]["test"]
+    got = training.error_metrics(frames, training.evaluate(model_path, frames, "cpu"))
+    want = doc["held_out_metrics"]["test"]
+    for key in ("energy_mae_mev_per_atom", "energy_rmse_mev_per_atom", "force_mae_mev_per_ang"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+    model = F.load_model(model_path)
+    assert F.count_parameters(model) == doc["parameters"]
+    assert list(F.model_elements(model)) == doc["elements"] and len(doc["elements"]) == len(STUDY_ELEMENTS)
+    assert doc["data"]["label_sources"] == ["dft"] and doc["git_commit"]

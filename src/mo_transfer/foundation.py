@@ -563,7 +563,14 @@ def pretrain_job(job: Job, tmp_path: Path) -> dict:
     log = work / "logs" / f"{out.stem}_run-{spec.seed}.log"
     if log.exists():
         shutil.copyfile(log, out.with_suffix(".log"))
+    if test:  # kept beside the model, so a test can re-evaluate the committed model against its provenance
+        shutil.copyfile(files["test"], held_out_path(out))
     return {"parameters": doc["parameters"], "wall_s": wall_s, "test": metrics.get("test"), "epochs": run["epochs"]}
+
+
+def held_out_path(model_path: str | os.PathLike) -> Path:
+    """The held-out test frames of a pretrained model, stored beside it (``goh-mini-S.test.xyz``)."""
+    return Path(model_path).with_suffix(".test.xyz")
 
 
 def staged_data_path(out: str | os.PathLike, sha256: str) -> Path:
