@@ -61,3 +61,12 @@ def test_unique_scripts_drops_the_second_copy_only():
     ctx = {"script_files": scripts}
     sphinx_ext._dedupe(SimpleNamespace(), "p", "t", ctx, None)
     assert len(ctx["script_files"]) == 4
+
+
+def test_no_download_button_when_the_site_keeps_no_sources():
+    config = SimpleNamespace(html_copy_source=False, html_theme_options={"launch_buttons": {"colab_url": "x"}})
+    sphinx_ext._no_download_without_sources(None, config)
+    assert config.html_theme_options == {"launch_buttons": {"colab_url": "x"}, "use_download_button": False}
+    kept = SimpleNamespace(html_copy_source=True, html_theme_options={})
+    sphinx_ext._no_download_without_sources(None, kept)
+    assert kept.html_theme_options == {}

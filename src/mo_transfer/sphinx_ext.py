@@ -1,4 +1,6 @@
-"""Sphinx extension for the book: drops duplicate script tags from every page.
+"""Sphinx extension for the book: drops duplicate script tags from every page, and the download button when the
+site keeps no copies of its sources (``html_copy_source = False``: each executed notebook carries its own plotly.js,
+so the copies doubled the site; readers open notebooks through the repository's Colab button instead).
 
 Sphinx 7 registers a script twice when one call names it with ``None`` and another with ``''`` (fixed upstream in
 Sphinx PR 13402); with sphinx-book-theme that duplicates sphinx-thebe's inline ``const THEBE_JS_URL`` and every
@@ -26,6 +28,12 @@ def _dedupe(app, pagename, templatename, context, doctree) -> None:
         context["script_files"] = unique_scripts(context["script_files"])
 
 
+def _no_download_without_sources(app, config) -> None:
+    if not config.html_copy_source:
+        config.html_theme_options = {**(config.html_theme_options or {}), "use_download_button": False}
+
+
 def setup(app):
+    app.connect("config-inited", _no_download_without_sources, priority=900)
     app.connect("html-page-context", _dedupe, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
