@@ -121,6 +121,10 @@ def test_bad_input_gives_clear_errors(tmp_path):
 def test_data_set_design():
     ids = dft.set_config_ids("bcc16")
     assert len(ids) == 1 + 11 + 11 + 22 and len(set(ids)) == len(ids)
+    # after the host and the singles, mixed pairs come early: two per same-element pair
+    pairs = ids[12:]
+    assert all(sum(1 for c in pairs[:3 * k] if c.split("-")[1].split("+")[0] != c.split("-")[1].split("+")[1])
+               == 2 * k for k in range(1, 12))
     partners = {x: set() for x in structures.DOPANTS}
     for a, b in dft.balanced_mixed_pairs():
         partners[a].add(b)

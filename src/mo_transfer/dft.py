@@ -492,8 +492,12 @@ def set_config_ids(name: str) -> list[str]:
     """Configuration ids of a named data set."""
     ds = sorted(structures.DOPANTS)
     if name == "bcc16":
-        ids = ["bcc-Mo"] + [f"bcc-{x}" for x in ds] + [f"bcc-{x}+{x}-s1" for x in ds]
-        return ids + [f"bcc-{a}+{b}-s1" for a, b in balanced_mixed_pairs()]
+        # Run order (the executor goes in list order): pure host, singles, then two mixed pairs per same-element
+        # pair, so that Relaxed-LODO (which needs mixed pairs) separates from Strict-LODO early in a partial set.
+        same = [f"bcc-{x}+{x}-s1" for x in ds]
+        mixed = [f"bcc-{a}+{b}-s1" for a, b in balanced_mixed_pairs()]
+        pairs = [c for k in range(len(same)) for c in (*mixed[2 * k:2 * k + 2], same[k])] + mixed[2 * len(same):]
+        return ["bcc-Mo"] + [f"bcc-{x}" for x in ds] + pairs
     if name == "unseen16":
         return [f"bcc-{x}" for x in structures.UNSEEN]
     if name == "fcc32":
