@@ -375,8 +375,8 @@ def gain_rows(table: pd.DataFrame) -> dict:
 
 
 def same_test_sets(results: dict) -> list[str]:
-    """Elements whose Strict and Relaxed test sets have the same size (no double-site structure holds x): there the
-    two protocols coincide, and any difference between them is training noise."""
+    """Elements whose Strict and Relaxed test sets have the same size (no mixed pair of x with another dopant, the
+    only structures the two rules treat differently): there the protocols coincide, up to training noise."""
     n = {}
     for r in results["runs"]:
         n.setdefault(r["element"], {})[r["protocol"]] = r["n_test"]
@@ -427,8 +427,9 @@ def findings_markdown(ours: pd.DataFrame | None, paper: pd.DataFrame, results: d
     if results is not None:
         same = same_test_sets(results)
         if same:
-            text.append(f"For {', '.join(same)} the Strict and Relaxed test sets coincide (no double-site structure "
-                        f"of our pool holds the element), so the two protocols differ there only by training noise.")
+            text.append(f"For {', '.join(same)} the Strict and Relaxed test sets coincide: our pool holds no mixed "
+                        f"pair of the element with another dopant yet (the only structures the two rules treat "
+                        f"differently), so the two protocols differ there only by training noise.")
     return "\n\n".join(text)
 
 
