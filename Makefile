@@ -88,6 +88,7 @@ html: widgets
 	cp _config.yml _toc.yml $(BOOKSRC)/
 	cp -r book widgets_static $(BOOKSRC)/
 	cp $(addprefix $(EXECUTED)/,$(NOTEBOOKS)) $(BOOKSRC)/notebooks/
+	$(PY) -m mo_transfer.sphinx_ext $(BOOKSRC)/notebooks/*.ipynb
 	rm -rf $(BUILD)/html $(BUILD)/.doctrees
 	$(VENV)/bin/jupyter-book build $(BOOKSRC) --path-output . --builder html $(SPHINXOPTS)
 	@echo "book: $(BUILD)/html/index.html"

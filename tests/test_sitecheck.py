@@ -70,3 +70,21 @@ def test_no_download_button_when_the_site_keeps_no_sources():
     kept = SimpleNamespace(html_copy_source=True, html_theme_options={})
     sphinx_ext._no_download_without_sources(None, kept)
     assert kept.html_theme_options == {}
+
+
+def test_only_the_injected_parameters_are_shown(tmp_path):
+    import nbformat
+
+    cells = [nbformat.v4.new_code_cell('profile = "cpu"'), nbformat.v4.new_code_cell('profile = "smoke"'),
+             nbformat.v4.new_markdown_cell("# Title")]
+    cells[0].metadata["tags"] = ["parameters"]
+    cells[1].metadata["tags"] = ["injected-parameters"]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), str(path))
+    assert sphinx_ext.hide_replaced_parameters(path) is True
+    got = nbformat.read(str(path), as_version=4).cells
+    assert got[0].metadata["tags"] == ["parameters", "remove-cell"] and got[1].metadata["tags"] == ["injected-parameters"]
+    assert sphinx_ext.hide_replaced_parameters(path) is False  # idempotent
+    plain = tmp_path / "plain.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cells[0]]), str(plain))
+    assert sphinx_ext.hide_replaced_parameters(plain) is False

@@ -9,6 +9,9 @@ page throws "Identifier 'THEBE_JS_URL' has already been declared". Listed under 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 
 def unique_scripts(scripts: list) -> list:
     """The scripts in order, each (file name or inline body, attributes) kept once."""
@@ -33,7 +36,31 @@ def _no_download_without_sources(app, config) -> None:
         config.html_theme_options = {**(config.html_theme_options or {}), "use_download_button": False}
 
 
+def hide_replaced_parameters(path: str | Path) -> bool:
+    """Tag a notebook's default ``parameters`` cell ``remove-cell`` when papermill injected the values it ran with
+    (tag ``injected-parameters``), so a page shows the parameters once, as run; True when the file changed."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    if not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells):
+        return False
+    changed = False
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        nbformat.write(nb, str(path))
+    return changed
+
+
 def setup(app):
     app.connect("config-inited", _no_download_without_sources, priority=900)
     app.connect("html-page-context", _dedupe, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+if __name__ == "__main__":  # used by `make html` on the executed copies in the book source, never on notebooks/
+    for arg in sys.argv[1:]:
+        hide_replaced_parameters(arg)
