@@ -182,3 +182,9 @@ def test_same_scale_ratios_and_reductions():
     assert mt.ratio(112.0, 8.0) == pytest.approx(14.0)
     assert mt.reduction_pct(80.23, 10.69) == pytest.approx(86.67, abs=0.01)  # Section 3.2
     assert mt.reduction_pct(60.38, 16.12) == pytest.approx(73.3, abs=0.05)  # Figure 7
+
+
+def test_closest_fold_accepts_cached_metric_dicts():
+    """Cached results hold metrics as dicts; the fold choice must not depend on that representation."""
+    rows = [{m: v for m in mt.METRICS} for v in (1.0, 2.0, 9.0)]
+    assert mt.closest_to_mean_fold(rows) == mt.closest_to_mean_fold(pd.DataFrame(rows)) == 1

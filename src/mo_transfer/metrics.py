@@ -170,10 +170,11 @@ def mean_std(values: Sequence[float], ddof: int = 1) -> tuple[float, float]:
 
 
 def metrics_frame(results: Sequence[EnergyForceMetrics] | pd.DataFrame) -> pd.DataFrame:
-    """A DataFrame with the ``METRICS`` columns from a list of ``EnergyForceMetrics`` (or a DataFrame as is)."""
+    """A DataFrame with the ``METRICS`` columns from a list of ``EnergyForceMetrics`` or of their dicts (as cached
+    results hold them), or a DataFrame as is."""
     if isinstance(results, pd.DataFrame):
         return results
-    return pd.DataFrame([r.as_dict() for r in results])
+    return pd.DataFrame([r if isinstance(r, dict) else r.as_dict() for r in results])
 
 
 def summarize_repeats(results: Sequence[EnergyForceMetrics] | pd.DataFrame, ddof: int = 1) -> dict[str, float]:
