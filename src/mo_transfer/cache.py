@@ -238,6 +238,14 @@ def load_or_compute(name: str, profile: str | Profile, compute_fn: Callable[[], 
     return json.loads(path.read_text())["result"]
 
 
+def relative_to_root(path: str | Path, root: Path) -> str:
+    """``path`` relative to ``root`` (so cached results do not depend on where the checkout lives), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def load_results(name: str, profile: str | Profile, compute_fn: Callable[[], Any], recompute: bool = False,
                  root: str | Path | None = None, notebook: str | None = None) -> tuple[Any | None, str | None]:
     """:func:`load_or_compute` for a notebook: ``(result, None)``, or ``(None, message)`` when the cache is absent

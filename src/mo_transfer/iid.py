@@ -476,10 +476,7 @@ def run_record(run: Run, ev: Evaluation, root: Path, status: str = "") -> dict:
     counts = json.loads((Path(run.split_dir) / "split.json").read_text())["counts"]
 
     def rel(path) -> str:
-        try:
-            return str(Path(path).resolve().relative_to(root.resolve()))
-        except ValueError:
-            return str(path)
+        return cache.relative_to_root(path, root)
 
     rec = {"name": run.name, "label": run.label, "paradigm": run.row.paradigm, "pool": run.row.pool,
            "variant": run.row.variant, "scale": SCALE_LETTER[run.scale], "repeat": run.repeat,

@@ -152,10 +152,7 @@ def run_record(run: Run, ev: iid.Evaluation, root: Path, status: str = "") -> di
     counts = json.loads((Path(run.split_dir) / "split.json").read_text())["counts"]
 
     def rel(path) -> str:
-        try:
-            return str(Path(path).resolve().relative_to(root.resolve()))
-        except ValueError:
-            return str(path)
+        return cache.relative_to_root(path, root)
 
     doc = json.loads((Path(run.config.run_dir) / "metrics.json").read_text())
     t = doc.get("training", {})

@@ -410,13 +410,6 @@ def aggregate(records: Sequence[dict]) -> list[dict]:
     return out
 
 
-def _rel(path, root: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _run_summary(run: Run) -> dict:
     doc = json.loads((Path(run.config.run_dir) / "metrics.json").read_text())
     t = doc.get("training", {})
@@ -478,12 +471,12 @@ def compute(profile: str | Profile, root: str | Path | None = None, data: Unseen
             models["refine-tuned, full table"] = group["refine-full"].model_path()
         evals = {s: evaluate_model(m, test, dev, dtype) for s, m in models.items()}
         counts = json.loads((Path(group["refine"].split_dir) / "split.json").read_text())["counts"]
-        records.append({"repeat": k, "split_dir": _rel(group["refine"].split_dir, root),
+        records.append({"repeat": k, "split_dir": cache.relative_to_root(group["refine"].split_dir, root),
                         **{f"n_{s}": v for s, v in counts.items()},
                         "test_elements": dict(pd.Series(evals["DIPI"]["energy"]["element"]).value_counts()),
                         "test": {s: e["metrics"] for s, e in evals.items()},
                         "training": {r.kind: _run_summary(r) for r in group.values()},
-                        "models": {r.kind: _rel(r.model_path(), root) for r in group.values()}})
+                        "models": {r.kind: cache.relative_to_root(r.model_path(), root) for r in group.values()}})
         test_energy[k] = {s: e["energy"] for s, e in evals.items()}
     fold = metrics.closest_to_mean_fold([r["test"]["refine-tuned"] for r in records]) if repeats > 1 else 0
     base_test = evaluate_model(base, training.read_frames(Path(base_runs[0].split_dir) / "test.extxyz"), dev, dtype)
@@ -505,11 +498,11 @@ def compute(profile: str | Profile, root: str | Path | None = None, data: Unseen
                                                    "run_dir", "name", "elements", "extra_args")},
                      "executor": {"backend": backend, "jobs": len(s1.records) + len(s2.records),
                                   "wall_s": round(s1.wall_s + s2.wall_s, 1)}},
-        "base": {r.kind: {"name": r.name, "model": _rel(r.model_path(), root), "training": _run_summary(r),
+        "base": {r.kind: {"name": r.name, "model": cache.relative_to_root(r.model_path(), root), "training": _run_summary(r),
                           "table": list(foundation.model_elements(foundation.load_model(r.model_path())))}
                  for r in base_runs},
         "base_test": base_test["metrics"],
-        "models": {"DIPI": _rel(dipi_path, root), "DIPI, own E0": _rel(start_path, root)},
+        "models": {"DIPI": cache.relative_to_root(dipi_path, root), "DIPI, own E0": cache.relative_to_root(start_path, root)},
         "all_new": {s: {"metrics": e["metrics"], "by_element": e["by_element"]} for s, e in all_new.items()},
         "all_new_energy": {s: all_new[s]["energy"] for s in ("DIPI",)},
         "runs": records,
@@ -527,12 +520,7 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
     """The cached study of a profile, or (with ``recompute``) a fresh one, cached; ``(results, None)``.
     Without ``recompute`` and without a cache, ``(None, message)`` naming the command that makes it."""
     p = get_profile(profile)
-    try:
-        result = cache.load_or_compute(CACHE_NAME, p, lambda: compute(p, root, **compute_kwargs), recompute,
-                                       root=root, notebook=NOTEBOOK)
-    except cache.CacheMissing as err:
-        return None, str(err)
-    return result, None
+    return cache.load_results(CACHE_NAME, p, lambda: compute(p, root, **compute_kwargs), recompute, root, NOTEBOOK)
 
 
 # ----------------------------------------------------------------------------------------------------------------
