@@ -171,13 +171,22 @@ def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
                   checkpoint=tmp_path / "conv.extxyz")
     rows = dft.convergence_check(**kwargs)
     assert rows[0]["reference"] and rows[0]["d_energy_mev_per_atom"] == 0.0
-    assert rows[1]["d_force_max_mev_per_ang"] > 0 and rows[1]["ecut_ev"] == 200.0
+    assert rows[0]["d_substitution_mev"] == 0.0 and rows[0]["d_displacement_mev_per_atom"] == 0.0
+    assert rows[1]["d_force_max_mev_per_ang"] > 0 and rows[1]["ecut_ev"] == 200.0 and not rows[1]["reference"]
+    # the relative columns are differences of three single points per setting (rattled, ideal doped, pure host)
+    frames = {(f.info["check_role"], f.info["ecut_ev"]): f for f in dft.read_frames(tmp_path / "conv.extxyz")}
+    assert len(frames) == 6
+    e = {k: f.info["REF_energy"] for k, f in frames.items()}
+    sub = lambda c: e[("ideal", c)] - e[("host", c)]  # noqa: E731
+    assert rows[1]["substitution_energy_ev"] == pytest.approx(sub(200.0), abs=1e-6)
+    assert rows[1]["d_substitution_mev"] == pytest.approx(1000 * (sub(200.0) - sub(250.0)), abs=1e-3)
+    assert set(frames[("host", 200.0)].get_chemical_symbols()) == {"Mo"}
     # a rerun reads every calculation from the checkpoint instead of recomputing it
     monkeypatch.setattr(dft, "single_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     again = dft.convergence_check(**kwargs)
     for a, b in zip(again, rows):
         assert a["kpts"] == b["kpts"] and a["reference"] == b["reference"]
-        for key in ("energy_per_atom_ev", "d_energy_mev_per_atom", "d_force_max_mev_per_ang"):
+        for key in ("energy_per_atom_ev", "d_energy_mev_per_atom", "d_force_max_mev_per_ang", "d_substitution_mev"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-3)  # extxyz keeps about 8 digits
 
 
@@ -225,3 +234,19 @@ def test_partial_frames_of_single_point_sets_are_loadable(tmp_path):
     assert [f.info["config_id"] for f in got] == ["c0", "c1", "c2"]
     with pytest.raises(ValueError, match="only for single-point sets"):
         dft.load_set_frames("bcc16", tmp_path, include_partial=True)
+
+
+def test_convergence_verdict_judges_the_production_row():
+    from mo_transfer import data_report
+
+    ref = {"n_atoms": 16, "ecut_ev": 550.0, "kpt_density_per_ang": 4.0, "d_energy_mev_per_atom": 0.0,
+           "d_force_max_mev_per_ang": 0.0, "d_substitution_mev": 0.0, "d_displacement_mev_per_atom": 0.0}
+    prod = dict(ref, ecut_ev=400.0, kpt_density_per_ang=3.0, d_energy_mev_per_atom=-6.3,
+                d_force_max_mev_per_ang=6.2, d_substitution_mev=48.0, d_displacement_mev_per_atom=0.2)
+    text = data_report.convergence_verdict([ref, prod], production=(400.0, 3.0))
+    assert "absolute energy per atom 6.3 meV/atom (outside 5)" in text
+    assert "substitution energy per atom 3.0 meV/atom (within 5)" in text  # 48 meV per 16-atom cell
+    assert "displacement energy per atom 0.2 meV/atom (within 5)" in text
+    assert "largest force component 6.2 meV/A (within 30)" in text
+    with pytest.raises(ValueError, match="production setting"):
+        data_report.convergence_verdict([ref], production=(400.0, 3.0))

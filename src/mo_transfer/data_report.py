@@ -58,9 +58,37 @@ def convergence_table(path: Path = dft.DATA_ROOT / "convergence.json") -> list[d
     if not path.exists():
         return None
     doc = json.loads(path.read_text())
-    keep = ("ecut_ev", "kpt_density_per_ang", "kpts", "d_energy_mev_per_atom", "d_force_max_mev_per_ang",
-            "d_force_rms_mev_per_ang", "wall_s", "reference")
-    return [{k: r[k] for k in keep} for r in doc["rows"]]
+    keep = ("n_atoms", "ecut_ev", "kpt_density_per_ang", "kpts", "d_energy_mev_per_atom", "d_substitution_mev",
+            "d_displacement_mev_per_atom", "d_force_max_mev_per_ang", "d_force_rms_mev_per_ang", "wall_s", "reference")
+    return [{k: r[k] for k in keep if k in r} for r in doc["rows"]]
+
+
+def convergence_verdict(rows: list[dict], energy_mev_per_atom: float = 5.0, force_mev_per_ang: float = 30.0,
+                        production: tuple[float, float] | None = None) -> str:
+    """One sentence per criterion on whether the production setting meets the data plan's tolerances.
+
+    Absolute energies and the two energy differences (substitution per cell, divided by the cell's atoms; displacement
+    per atom) are judged against ``energy_mev_per_atom``, forces (largest component) against ``force_mev_per_ang``.
+    """
+    if production is None:
+        s = dft.set_settings("bcc16")
+        production = (s.ecut_ev, s.kpt_density_per_ang)
+    match = [r for r in rows if (r["ecut_ev"], r["kpt_density_per_ang"]) == tuple(production)]
+    if not match:
+        raise ValueError(f"the convergence check has no row for the production setting {production}")
+    r = match[0]
+    n = r.get("n_atoms") or 16  # the first committed check (one 16-atom cell) did not record it
+    checks = [("absolute energy per atom", abs(r["d_energy_mev_per_atom"]), energy_mev_per_atom, "meV/atom"),
+              ("largest force component", r["d_force_max_mev_per_ang"], force_mev_per_ang, "meV/A")]
+    if "d_substitution_mev" in r:
+        checks[1:1] = [("substitution energy per atom", abs(r["d_substitution_mev"]) / n, energy_mev_per_atom,
+                        "meV/atom"),
+                       ("displacement energy per atom", abs(r["d_displacement_mev_per_atom"]), energy_mev_per_atom,
+                        "meV/atom")]
+    parts = [f"{name} {value:.1f} {unit} ({'within' if value <= tol else 'outside'} {tol:g})"
+             for name, value, tol, unit in checks]
+    return (f"Production setting {production[0]:g} eV / {production[1]:g} k-points per 1/A, deviation from the "
+            f"reference: " + "; ".join(parts) + ".")
 
 
 #: Environment variable naming a folder of the reader's own VASP relaxations (one run per folder, vasprun.xml or
