@@ -252,3 +252,22 @@ def test_protocol_rows_state_reduced_sizes():
     assert rows["IID repeats, FT-E rows"]["paper's"] == 10 and rows["IID repeats, FT-E rows"]["this profile"] == 2
     assert rows["FT-E pool (structures)"]["this profile"] == "2"
     assert "1500" in rows["FT-E_NE pool (structures)"]["this profile"]
+
+
+def test_shown_scales_add_every_committed_stand_in_but_not_for_smoke(monkeypatch, tmp_path):
+    """Notebook 3 inspects every GOHomS-mini on disk (inference only), beyond the scales the cpu sweep trains."""
+    on_disk = {"goh-mini-S", "goh-mini-M"}
+
+    def fake_resolve(name, allow_download=True):
+        if str(name) not in on_disk:
+            raise F.FoundationNotFound(f"{name} missing")
+        return tmp_path / f"{name}.model"
+
+    monkeypatch.setattr(F, "resolve_foundation", fake_resolve)
+    assert iid.shown_scales("cpu") == ("small", "medium")
+    on_disk.add("goh-mini-L")
+    assert iid.shown_scales("cpu") == ("small", "medium", "large")
+    paths = iid.foundation_paths("cpu", scales=iid.shown_scales("cpu"))
+    assert [p.name for p in paths.values()] == ["goh-mini-S.model", "goh-mini-M.model", "goh-mini-L.model"]
+    assert iid.shown_scales("smoke") == ("small",)  # the synthetic tiny foundation is made per scale: no extras
+    assert iid.shown_scales("gpu") == ("small", "medium", "large")

@@ -193,26 +193,46 @@ def sweep_data(profile: str | Profile, root: str | Path | None = None, require: 
 
 
 def foundation_paths(profile: str | Profile, work: str | Path | None = None, root: str | Path | None = None,
-                     allow_download: bool = True) -> dict[str, Path]:
-    """The foundation model of each scale of a profile, by scale name (``small``...).
+                     allow_download: bool = True, scales: Sequence[str] | None = None) -> dict[str, Path]:
+    """The foundation model of each scale of a profile (or of ``scales``), by scale name (``small``...).
 
     smoke: a tiny GOHomS-mini pretrained on synthetic labels in ``<work>/foundation`` (made once, ~30 s);
     cpu: GOHomS-mini (``data/models/goh-mini-S/M/L.model``); gpu/paper: MACE-MP-0 (downloaded by mace).
     Raises :class:`mo_transfer.foundation.FoundationNotFound` with instructions when a model is missing.
     """
     p = get_profile(profile)
+    scales = tuple(scales) if scales is not None else p.model_scales
     if p.name == "smoke":
         folder = Path(work if work is not None else default_work_dir(p, root)) / "foundation"
-        return {s: foundation.smoke_foundation(folder, foundation.SCALE_TO_GOH_MINI[s]) for s in p.model_scales}
+        return {s: foundation.smoke_foundation(folder, foundation.SCALE_TO_GOH_MINI[s]) for s in scales}
     return {s: foundation.resolve_foundation(training.foundation_name(p.foundation, s), allow_download)
-            for s in p.model_scales}
+            for s in scales}
+
+
+def shown_scales(profile: str | Profile) -> tuple[str, ...]:
+    """Scales whose foundation model notebook 3 inspects: the profile's sweep scales, plus every other committed
+    GOHomS-mini (zero-shot costs only inference, so the cpu book shows L although its sweep trains S and M)."""
+    p = get_profile(profile)
+    if p.foundation != "goh-mini" or p.name == "smoke":
+        return p.model_scales
+    extra = []
+    for s in SCALE_LETTER:
+        if s in p.model_scales:
+            continue
+        try:
+            foundation.resolve_foundation(training.foundation_name(p.foundation, s), allow_download=False)
+        except foundation.FoundationNotFound:
+            continue
+        extra.append(s)
+    return tuple(s for s in SCALE_LETTER if s in p.model_scales or s in extra)
 
 
 def available_foundations(profile: str | Profile, work: str | Path | None = None,
-                          root: str | Path | None = None) -> tuple[dict[str, Path] | None, str | None]:
+                          root: str | Path | None = None,
+                          scales: Sequence[str] | None = None) -> tuple[dict[str, Path] | None, str | None]:
     """``(paths, None)``, or ``(None, message)`` when a foundation model of the profile is not available."""
     try:
-        return foundation_paths(profile, work, root), None
+        return foundation_paths(profile, work, root, scales=scales), None
     except foundation.FoundationNotFound as err:
         return None, f"The foundation models of profile {get_profile(profile).name!r} are not available here: {err}"
 
