@@ -65,7 +65,7 @@ def foundation_path(profile: str | Profile, root: str | Path | None = None, allo
 
 
 @dataclass(frozen=True)
-class Run:
+class Run(training.SplitRun):
     """One LODO fold: the model fine-tuned without the held-out element's test structures, under one protocol."""
 
     name: str
@@ -75,16 +75,6 @@ class Run:
     split_name: str
     split_dir: str
     config: training.TrainConfig
-
-    def job(self) -> Job:
-        return training.train_job_for(self.config, name=self.name)
-
-    def model_path(self) -> Path:
-        return Path(self.job().output)
-
-    @property
-    def test_file(self) -> Path:
-        return Path(self.split_dir) / "test.extxyz"
 
     @property
     def train_file(self) -> Path:

@@ -420,6 +420,27 @@ def train_job_for(config: TrainConfig, output: str | os.PathLike | None = None, 
                {}, str(out))
 
 
+class SplitRun:
+    """Mixin for a study's run dataclass with ``name``, ``split_dir`` and ``config``: its job, model and test file.
+
+    Not a dataclass itself, so the studies' dataclasses keep their own fields and positional constructors.
+    """
+
+    name: str
+    split_dir: str
+    config: TrainConfig
+
+    def job(self) -> Job:
+        return train_job_for(self.config, name=self.name)
+
+    def model_path(self) -> Path:
+        return Path(self.job().output)
+
+    @property
+    def test_file(self) -> Path:
+        return Path(self.split_dir) / "test.extxyz"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------------------

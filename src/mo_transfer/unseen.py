@@ -254,7 +254,7 @@ def prepare_refine_split(data: UnseenData, repeat: int, work: Path) -> tuple[spl
 
 
 @dataclass(frozen=True)
-class Run:
+class Run(training.SplitRun):
     """One training run of the study: ``kind`` is base, base-full, refine or refine-full; ``repeat`` for refines."""
 
     name: str
@@ -262,16 +262,6 @@ class Run:
     repeat: int | None
     split_dir: str
     config: training.TrainConfig
-
-    def job(self):
-        return training.train_job_for(self.config, name=self.name)
-
-    def model_path(self) -> Path:
-        return Path(self.job().output)
-
-    @property
-    def test_file(self) -> Path:
-        return Path(self.split_dir) / "test.extxyz"
 
 
 def _run(p: Profile, kind: str, name: str, repeat: int | None, folder: Path, work: Path, model: Path,
