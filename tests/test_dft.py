@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ase import Atoms
 
 from mo_transfer import dft, structures
 from mo_transfer.jobs import Job, run_jobs
@@ -173,21 +174,73 @@ def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
     assert rows[0]["reference"] and rows[0]["d_energy_mev_per_atom"] == 0.0
     assert rows[0]["d_substitution_mev"] == 0.0 and rows[0]["d_displacement_mev_per_atom"] == 0.0
     assert rows[1]["d_force_max_mev_per_ang"] > 0 and rows[1]["ecut_ev"] == 200.0 and not rows[1]["reference"]
-    # the relative columns are differences of three single points per setting (rattled, ideal doped, pure host)
+    assert "d_relaxation_mev_per_atom" not in rows[1]  # no relaxed frame given
+    # the relative columns are differences of three single points per setting (rattled start, ideal doped, host)
     frames = {(f.info["check_role"], f.info["ecut_ev"]): f for f in dft.read_frames(tmp_path / "conv.extxyz")}
     assert len(frames) == 6
     e = {k: f.info["REF_energy"] for k, f in frames.items()}
     sub = lambda c: e[("ideal", c)] - e[("host", c)]  # noqa: E731
     assert rows[1]["substitution_energy_ev"] == pytest.approx(sub(200.0), abs=1e-6)
     assert rows[1]["d_substitution_mev"] == pytest.approx(1000 * (sub(200.0) - sub(250.0)), abs=1e-3)
+    disp = lambda c: e[("start", c)] - e[("ideal", c)]  # noqa: E731
+    assert abs(disp(250.0)) > 1e-4  # the rattled start is a different structure from the ideal cell
+    assert rows[1]["d_displacement_mev_per_atom"] == pytest.approx(1000 * (disp(200.0) - disp(250.0)) / 2, abs=1e-3)
     assert set(frames[("host", 200.0)].get_chemical_symbols()) == {"Mo"}
-    # a rerun reads every calculation from the checkpoint instead of recomputing it
+    # a rerun reads every calculation from the checkpoint instead of recomputing it, also where the first
+    # committed check named the start "rattled"
+    text = (tmp_path / "conv.extxyz").read_text().replace("check_role=start", "check_role=rattled")
+    (tmp_path / "conv.extxyz").write_text(text)
+    real = dft.single_points
     monkeypatch.setattr(dft, "single_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     again = dft.convergence_check(**kwargs)
     for a, b in zip(again, rows):
         assert a["kpts"] == b["kpts"] and a["reference"] == b["reference"]
         for key in ("energy_per_atom_ev", "d_energy_mev_per_atom", "d_force_max_mev_per_ang", "d_substitution_mev"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-3)  # extxyz keeps about 8 digits
+    # a checkpoint computed for another cell is refused, not silently reused
+    with pytest.raises(ValueError, match="differs from the one asked for"):
+        dft.convergence_check(**dict(kwargs, base=dataclasses.replace(base, rattle_stdev_ang=0.1)))
+    monkeypatch.setattr(dft, "single_points", real)
+
+
+def test_convergence_check_ideal_start_with_relaxed_frame(tmp_path):
+    """Production sets start unrattled: no 'ideal' twin of the start, and the relaxed frame gives the relaxation
+    energy (the energy range of the non-equilibrium frames)."""
+    base = dataclasses.replace(TINY, rattle_stdev_ang=0.0)
+    start = dft.start_structure("bcc-Nb", 1, base)
+    relaxed = start.copy()
+    relaxed.positions[0] += (0.03, 0.0, 0.0)  # stands in for a relaxed end frame (any nearby structure will do)
+    rows = dft.convergence_check("bcc-Nb", repeats=1, candidates=((200.0, 1.0),), reference=(250.0, 1.5),
+                                 base=base, checkpoint=tmp_path / "conv.extxyz", relaxed=relaxed)
+    frames = {(f.info["check_role"], f.info["ecut_ev"]): f for f in dft.read_frames(tmp_path / "conv.extxyz")}
+    assert sorted({role for role, _ in frames}) == ["host", "relaxed", "start"]
+    e = {k: f.info["REF_energy"] for k, f in frames.items()}
+    assert rows[1]["substitution_energy_ev"] == pytest.approx(e[("start", 200.0)] - e[("host", 200.0)], abs=1e-6)
+    rel = lambda c: e[("start", c)] - e[("relaxed", c)]  # noqa: E731
+    assert rows[1]["relaxation_energy_mev_per_atom"] == pytest.approx(1000 * rel(200.0) / 2, abs=1e-3)
+    assert rows[1]["d_relaxation_mev_per_atom"] == pytest.approx(1000 * (rel(200.0) - rel(250.0)) / 2, abs=1e-3)
+    assert rows[0]["d_relaxation_mev_per_atom"] == 0.0 and "d_displacement_mev_per_atom" not in rows[0]
+    wrong = relaxed.copy()
+    wrong.symbols[0] = "W"
+    with pytest.raises(ValueError, match="not a relaxation of bcc-Nb"):
+        dft.convergence_check("bcc-Nb", repeats=1, candidates=(), reference=(250.0, 1.5), base=base, relaxed=wrong)
+
+
+def test_relaxed_frame_reads_the_equilibrium_frame(tmp_path):
+    assert dft.relaxed_frame("bcc-Nb", "bcc16", tmp_path) is None
+    folder = tmp_path / "bcc16" / "trajectories"
+    folder.mkdir(parents=True)
+    frames = []
+    for step, state in enumerate(("NE", "NE", "E")):
+        a = Atoms("Mo2", positions=[(0, 0, 0), (1.6 + 0.01 * step, 1.6, 1.6)], cell=[3.2] * 3, pbc=True)
+        a.info.update({"state": state, "step": step, "REF_energy": -1.0 * step})
+        a.arrays["REF_forces"] = np.zeros((2, 3))
+        frames.append(a)
+    dft.write_frames_gz(frames, folder / "bcc-Nb.extxyz.gz")
+    assert dft.relaxed_frame("bcc-Nb", "bcc16", tmp_path).info["step"] == 2
+    dft.write_frames_gz(frames[:2], folder / "bcc-W.extxyz.gz")
+    with pytest.raises(ValueError, match="bcc-W.extxyz.gz: no equilibrium"):
+        dft.relaxed_frame("bcc-W", "bcc16", tmp_path)
 
 
 def test_symmetry_analysis_failure_retries_without_symmetry(tmp_path, monkeypatch):
@@ -240,13 +293,16 @@ def test_convergence_verdict_judges_the_production_row():
     from mo_transfer import data_report
 
     ref = {"n_atoms": 16, "ecut_ev": 550.0, "kpt_density_per_ang": 4.0, "d_energy_mev_per_atom": 0.0,
-           "d_force_max_mev_per_ang": 0.0, "d_substitution_mev": 0.0, "d_displacement_mev_per_atom": 0.0}
+           "d_force_max_mev_per_ang": 0.0, "d_substitution_mev": 0.0, "d_displacement_mev_per_atom": 0.0,
+           "d_relaxation_mev_per_atom": 0.0}
     prod = dict(ref, ecut_ev=400.0, kpt_density_per_ang=3.0, d_energy_mev_per_atom=-6.3,
-                d_force_max_mev_per_ang=6.2, d_substitution_mev=48.0, d_displacement_mev_per_atom=0.2)
+                d_force_max_mev_per_ang=6.2, d_substitution_mev=48.0, d_displacement_mev_per_atom=0.2,
+                d_relaxation_mev_per_atom=-0.0123)
     text = data_report.convergence_verdict([ref, prod], production=(400.0, 3.0))
     assert "absolute energy per atom 6.3 meV/atom (outside 5)" in text
     assert "substitution energy per atom 3.0 meV/atom (within 5)" in text  # 48 meV per 16-atom cell
     assert "displacement energy per atom 0.2 meV/atom (within 5)" in text
+    assert "relaxation energy per atom 0.012 meV/atom (within 5)" in text
     assert "largest force component 6.2 meV/A (within 30)" in text
     with pytest.raises(ValueError, match="production setting"):
         data_report.convergence_verdict([ref], production=(400.0, 3.0))

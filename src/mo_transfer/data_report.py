@@ -59,7 +59,8 @@ def convergence_table(path: Path = dft.DATA_ROOT / "convergence.json") -> list[d
         return None
     doc = json.loads(path.read_text())
     keep = ("n_atoms", "ecut_ev", "kpt_density_per_ang", "kpts", "d_energy_mev_per_atom", "d_substitution_mev",
-            "d_displacement_mev_per_atom", "d_force_max_mev_per_ang", "d_force_rms_mev_per_ang", "wall_s", "reference")
+            "d_displacement_mev_per_atom", "relaxation_energy_mev_per_atom", "d_relaxation_mev_per_atom",
+            "d_force_max_mev_per_ang", "d_force_rms_mev_per_ang", "wall_s", "reference")
     return [{k: r[k] for k in keep if k in r} for r in doc["rows"]]
 
 
@@ -67,8 +68,9 @@ def convergence_verdict(rows: list[dict], energy_mev_per_atom: float = 5.0, forc
                         production: tuple[float, float] | None = None) -> str:
     """One sentence per criterion on whether the production setting meets the data plan's tolerances.
 
-    Absolute energies and the two energy differences (substitution per cell, divided by the cell's atoms; displacement
-    per atom) are judged against ``energy_mev_per_atom``, forces (largest component) against ``force_mev_per_ang``.
+    Absolute energies and the energy differences the check recorded (substitution per cell, divided by the cell's
+    atoms; displacement and relaxation per atom) are judged against ``energy_mev_per_atom``, forces (largest
+    component) against ``force_mev_per_ang``.
     """
     if production is None:
         s = dft.set_settings("bcc16")
@@ -78,15 +80,17 @@ def convergence_verdict(rows: list[dict], energy_mev_per_atom: float = 5.0, forc
         raise ValueError(f"the convergence check has no row for the production setting {production}")
     r = match[0]
     n = r.get("n_atoms") or 16  # the first committed check (one 16-atom cell) did not record it
-    checks = [("absolute energy per atom", abs(r["d_energy_mev_per_atom"]), energy_mev_per_atom, "meV/atom"),
-              ("largest force component", r["d_force_max_mev_per_ang"], force_mev_per_ang, "meV/A")]
+    checks = [("absolute energy per atom", abs(r["d_energy_mev_per_atom"]), energy_mev_per_atom, "meV/atom")]
     if "d_substitution_mev" in r:
-        checks[1:1] = [("substitution energy per atom", abs(r["d_substitution_mev"]) / n, energy_mev_per_atom,
-                        "meV/atom"),
-                       ("displacement energy per atom", abs(r["d_displacement_mev_per_atom"]), energy_mev_per_atom,
-                        "meV/atom")]
-    parts = [f"{name} {value:.1f} {unit} ({'within' if value <= tol else 'outside'} {tol:g})"
-             for name, value, tol, unit in checks]
+        checks.append(("substitution energy per atom", abs(r["d_substitution_mev"]) / n, energy_mev_per_atom,
+                       "meV/atom"))
+    for key, name in (("d_displacement_mev_per_atom", "displacement energy per atom"),
+                      ("d_relaxation_mev_per_atom", "relaxation energy per atom")):
+        if key in r:
+            checks.append((name, abs(r[key]), energy_mev_per_atom, "meV/atom"))
+    checks.append(("largest force component", r["d_force_max_mev_per_ang"], force_mev_per_ang, "meV/A"))
+    parts = [f"{name} {value:{'.1f' if value >= 1 else '.2g'}} {unit} "
+             f"({'within' if value <= tol else 'outside'} {tol:g})" for name, value, tol, unit in checks]
     return (f"Production setting {production[0]:g} eV / {production[1]:g} k-points per 1/A, deviation from the "
             f"reference: " + "; ".join(parts) + ".")
 

@@ -437,60 +437,94 @@ def convergence_check(config_id: str = "bcc-Nb", repeats: int = 2,
                                                                      (400.0, 4.0)),
                       reference: tuple[float, float] = (550.0, 4.0),
                       txt: Path | None = None, base: DFTSettings | None = None,
-                      checkpoint: Path | None = None, relative: bool = True) -> list[dict]:
+                      checkpoint: Path | None = None, relative: bool = True,
+                      relaxed: Atoms | None = None) -> list[dict]:
     """Energies and forces of a doped cell at candidate (cutoff, k-density) against a tight reference.
 
-    The cell is the seeded, rattled start of a production relaxation. Returns one row per setting with its
-    deviations from the reference: absolute energy per atom (meV/atom), forces (meV/A) and, with ``relative``,
-    the two energy differences a potential learns from this data, which are computed from two more single
-    points per setting (ideal doped cell, ideal pure host; both symmetric and cheap): the substitution energy
-    E(ideal doped) - E(host) in meV per cell, and the displacement energy (E(rattled) - E(ideal doped)) / N in
-    meV/atom. Absolute energies carry a per-element basis-set offset that a fitted E0 absorbs; the differences
-    do not. With ``checkpoint`` every finished calculation is saved, so an interrupted check resumes.
+    The cell is the start of a production relaxation (ideal substituted positions in the production sets, whose
+    ``rattle_stdev_ang`` is 0). Returns one row per setting with its deviations from the reference: absolute energy
+    per atom (meV/atom), forces (meV/A) and, with ``relative``, the energy differences a potential learns from
+    this data, each from more single points per setting: the substitution energy E(ideal doped) - E(host) in meV
+    per cell; with a rattled start, the displacement energy (E(start) - E(ideal)) / N; and, given the ``relaxed``
+    end frame of the production trajectory, the relaxation energy (E(start) - E(relaxed)) / N in meV/atom, the
+    energy range that the non-equilibrium frames span. Absolute energies carry a per-element basis-set offset that
+    a fitted E0 absorbs; the differences do not. With ``checkpoint`` every finished calculation is saved, so an
+    interrupted check resumes.
     """
     base = base or set_settings("bcc16")
     lattice = config_id.split("-")[0]
-    cells = {"rattled": start_structure(config_id, repeats, base)}
+    cells = {"start": start_structure(config_id, repeats, base)}
+    rattled = base.rattle_stdev_ang > 0
     if relative:
-        cells["ideal"] = structures.build(config_id, repeats=repeats)
+        if rattled:  # an unrattled start is the ideal cell itself: no second calculation of the same structure
+            cells["ideal"] = structures.build(config_id, repeats=repeats)
         cells["host"] = structures.build(f"{lattice}-{structures.HOST}", repeats=repeats)
-    done = {(f.info.get("check_role", "rattled"), f.info["ecut_ev"], f.info["kpt_density_per_ang"]): f
-            for f in (read_frames(checkpoint) if checkpoint is not None and checkpoint.exists() else [])}
+        if relaxed is not None:
+            if relaxed.get_chemical_symbols() != cells["start"].get_chemical_symbols():
+                raise ValueError(f"the relaxed frame ({relaxed.get_chemical_formula()}) is not a relaxation of "
+                                 f"{config_id} ({cells['start'].get_chemical_formula()})")
+            cells["relaxed"] = Atoms(relaxed.get_chemical_symbols(), positions=relaxed.positions,
+                                     cell=relaxed.cell, pbc=relaxed.pbc)
+    done = {}
+    for f in (read_frames(checkpoint) if checkpoint is not None and checkpoint.exists() else []):
+        role = f.info.get("check_role", "start")
+        role = "start" if role == "rattled" else role  # the first committed check named the start "rattled"
+        done[(role, f.info["ecut_ev"], f.info["kpt_density_per_ang"])] = f
     rows = []
     ref = None
     for ecut, kd in (reference,) + tuple(candidates):
         s = dataclasses.replace(base, ecut_ev=ecut, kpt_density_per_ang=kd)
         frames = {}
         for role, atoms in cells.items():
-            if (role, ecut, kd) not in done:
+            key = (role, ecut, kd)
+            if key in done and not np.allclose(done[key].positions, atoms.positions, atol=1e-6):
+                raise ValueError(f"{checkpoint}: the checkpointed {role!r} cell at {ecut:g} eV / {kd:g} differs from "
+                                 f"the one asked for; move the checkpoint aside to recompute")
+            if key not in done:
                 frame = single_points([atoms], s, txt=txt)[0]
                 frame.info.update({"ecut_ev": ecut, "kpt_density_per_ang": kd, "check_role": role})
-                done[(role, ecut, kd)] = frame
+                done[key] = frame
                 if checkpoint is not None:
                     _checkpoint(list(done.values()), checkpoint)
-            frames[role] = done[(role, ecut, kd)]
+            frames[role] = done[key]
         energy = {role: f.info["REF_energy"] for role, f in frames.items()}
+        energy.setdefault("ideal", energy["start"])
         if ref is None:
-            ref = {"energy": energy, "forces": frames["rattled"].arrays["REF_forces"]}
-        n = len(frames["rattled"])
-        df = frames["rattled"].arrays["REF_forces"] - ref["forces"]
+            ref = {"energy": energy, "forces": frames["start"].arrays["REF_forces"]}
+        n = len(frames["start"])
+        df = frames["start"].arrays["REF_forces"] - ref["forces"]
         row = {
             "config_id": config_id, "n_atoms": n, "ecut_ev": ecut, "kpt_density_per_ang": kd,
-            "kpts": "x".join(map(str, s.kpoint_grid(cells["rattled"]))),
-            "energy_per_atom_ev": energy["rattled"] / n,
-            "d_energy_mev_per_atom": 1000 * (energy["rattled"] - ref["energy"]["rattled"]) / n,
+            "kpts": "x".join(map(str, s.kpoint_grid(cells["start"]))), "start_rattle_ang": base.rattle_stdev_ang,
+            "energy_per_atom_ev": energy["start"] / n,
+            "d_energy_mev_per_atom": 1000 * (energy["start"] - ref["energy"]["start"]) / n,
             "d_force_max_mev_per_ang": 1000 * float(np.abs(df).max()),
             "d_force_rms_mev_per_ang": 1000 * float(np.sqrt((df ** 2).mean())),
-            "wall_s": frames["rattled"].info["wall_s"], "reference": (ecut, kd) == tuple(reference),
+            "wall_s": frames["start"].info["wall_s"], "reference": (ecut, kd) == tuple(reference),
         }
         if relative:
             def dev(a: str, b: str) -> float:
                 return 1000 * ((energy[a] - energy[b]) - (ref["energy"][a] - ref["energy"][b]))
             row["substitution_energy_ev"] = energy["ideal"] - energy["host"]
             row["d_substitution_mev"] = dev("ideal", "host")
-            row["d_displacement_mev_per_atom"] = dev("rattled", "ideal") / n
+            if rattled:
+                row["d_displacement_mev_per_atom"] = dev("start", "ideal") / n
+            if "relaxed" in energy:
+                row["relaxation_energy_mev_per_atom"] = 1000 * (energy["start"] - energy["relaxed"]) / n
+                row["d_relaxation_mev_per_atom"] = dev("start", "relaxed") / n
         rows.append(row)
     return rows
+
+
+def relaxed_frame(config_id: str, set_name: str = "bcc16", root: Path = DATA_ROOT) -> Atoms | None:
+    """The equilibrium (last) frame of a finished production trajectory, or None when it is not computed yet."""
+    path = root / set_name / "trajectories" / f"{config_id}.extxyz.gz"
+    if not path.exists():
+        return None
+    frames = [f for f in read_frames(path) if f.info.get("state") == "E"]
+    if not frames:
+        raise ValueError(f"{path}: no equilibrium (state=E) frame in a finished trajectory")
+    return frames[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -720,15 +754,17 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("status", help="summarise a data set's manifest")
     s.add_argument("--set", required=True, choices=sorted(DATA_SETS))
     s.add_argument("--root", default=str(DATA_ROOT))
-    c = sub.add_parser("converge", help="cutoff / k-point convergence check on a rattled doped cell")
+    c = sub.add_parser("converge", help="cutoff / k-point convergence check on the start of a doped-cell relaxation")
     c.add_argument("--config", default="bcc-Nb")
     c.add_argument("--out", default=str(DATA_ROOT / "convergence.json"))
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.cmd == "converge":
         t0 = time.time()
+        lattice = args.config.split("-")[0]
         rows = convergence_check(args.config, txt=DATA_ROOT / "convergence.log",
-                                 checkpoint=DATA_ROOT / "convergence-frames.extxyz")
+                                 checkpoint=DATA_ROOT / "convergence-frames.extxyz",
+                                 relaxed=relaxed_frame(args.config, "bcc16" if lattice == "bcc" else "fcc32"))
         doc = {"command": " ".join(["python -m mo_transfer.dft"] + (argv or sys.argv[1:])), "git_commit": _git_commit(),
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": round(time.time() - t0, 1),
                "base_settings": default_settings().to_dict(), **versions(), "rows": rows}
