@@ -761,13 +761,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.cmd == "converge":
         t0 = time.time()
-        lattice = args.config.split("-")[0]
-        rows = convergence_check(args.config, txt=DATA_ROOT / "convergence.log",
-                                 checkpoint=DATA_ROOT / "convergence-frames.extxyz",
-                                 relaxed=relaxed_frame(args.config, "bcc16" if lattice == "bcc" else "fcc32"))
+        set_name = "bcc16" if args.config.startswith("bcc-") else "fcc32"
+        base = set_settings(set_name)  # the production settings whose start structure is checked
+        checkpoint = DATA_ROOT / "convergence-frames.extxyz"  # every calculation, so the check resumes
+        rows = convergence_check(args.config, txt=DATA_ROOT / "convergence.log", base=base, checkpoint=checkpoint,
+                                 relaxed=relaxed_frame(args.config, set_name))
         doc = {"command": " ".join(["python -m mo_transfer.dft"] + (argv or sys.argv[1:])), "git_commit": _git_commit(),
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": round(time.time() - t0, 1),
-               "base_settings": default_settings().to_dict(), **versions(), "rows": rows}
+               "calculations_wall_s": round(sum(f.info.get("wall_s", 0.0) for f in read_frames(checkpoint)), 1),
+               "production_set": set_name, "base_settings": base.to_dict(), **versions(), "rows": rows}
         atomic_write_text(args.out, json.dumps(doc, indent=1))
         for row in rows:
             print(row)
