@@ -142,3 +142,18 @@ def test_recompute_cli_rejects_unknown_study_and_names_itself_in_the_missing_cac
     result, message = cache.load_results("lodo", "cpu", lambda: {"x": 1}, True, root=tmp_path, notebook="04_lodo")
     assert result == {"x": 1} and message is None
     assert cache.load_record("lodo", "cpu", tmp_path)["provenance"]["notebook"] == "04_lodo"
+
+
+def test_data_drift_note_only_when_the_pools_changed():
+    recorded = {"used": {"FT-E": 13, "FT-E_NE": 39}, "pool_sha256": {"FT-E": "a" * 64, "FT-E_NE": "b" * 64}}
+    assert cache.data_drift_markdown(recorded, dict(recorded), "iid", "cpu") is None
+    now = {"used": {"FT-E": 15, "FT-E_NE": 47}, "pool_sha256": {"FT-E": "c" * 64, "FT-E_NE": "b" * 64}}
+    note = cache.data_drift_markdown(recorded, now, "lodo", "cpu")
+    assert "13 FT-E / 39 FT-E_NE" in note and "15 FT-E / 47 FT-E_NE" in note
+    assert "(changed: FT-E)" in note and "python -m mo_transfer.recompute lodo --profile cpu" in note
+    # a pool that is gone now counts as changed
+    gone = cache.data_drift_markdown(recorded, {"used": {"FT-E": 13}, "pool_sha256": {"FT-E": "a" * 64}}, "iid", "cpu")
+    assert "no FT-E_NE" in gone and "(changed: FT-E_NE)" in gone
+    with pytest.raises(ValueError, match="unknown profile|profile"):
+        cache.data_drift_markdown(recorded, now, "iid", "laptop")
+

@@ -260,3 +260,26 @@ def cached_names(profile: str | Profile, root: str | Path | None = None) -> list
     """Names of the cached results of a profile, sorted."""
     folder = results_dir(profile, root)
     return sorted(f.stem for f in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def data_drift_markdown(recorded: dict, current: dict, study: str, profile: str | Profile) -> str | None:
+    """A note for the page when a cached study was computed on other data than the data now in the checkout.
+
+    ``recorded`` is the ``data`` block a study stores with its results and ``current`` the same summary of the
+    pools built now (``SweepData.summary()``, ``UnseenData.summary()``): both carry ``used`` (frames per pool) and
+    ``pool_sha256`` (a digest of the frame ids). Returns None when every recorded pool is unchanged.
+    """
+    old, new = recorded.get("pool_sha256", {}), current.get("pool_sha256", {})
+    changed = [k for k in old if new.get(k) != old[k]]
+    if not changed:
+        return None
+    used_old, used_new = recorded.get("used", {}), current.get("used", {})
+    pools = list(old)
+    then = " / ".join(f"{used_old.get(k, '?')} {k}" for k in pools)
+    now = " / ".join(f"{used_new.get(k, 'no')} {k}" for k in pools)
+    name = get_profile(profile).name
+    return (f"**The data changed since these results were computed.** They were trained and tested on {then} "
+            f"frames; the data in this checkout give {now} (changed: {', '.join(changed)}). The tables and figures "
+            f"below that read the cached results show them as computed; those computed on this page use the data "
+            f"now. `python -m mo_transfer.recompute {study} --profile {name}` recomputes the study on the current "
+            f"data.")
