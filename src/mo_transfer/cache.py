@@ -82,7 +82,9 @@ def regenerate_hint(profile: str, notebook: str | None = None) -> str:
     return f"run `{cmd}`, or the notebook that makes it with parameters profile = \"{profile}\", recompute = True"
 
 
-def _git_commit(root: Path) -> str:
+def git_commit(root: str | Path | None = None) -> str:
+    """HEAD of the repository at ``root`` (default: this checkout), ``+dirty`` when tracked files differ from it."""
+    root = Path(root) if root is not None else repo_root()
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
@@ -145,7 +147,7 @@ def provenance(profile: str | Profile | None = None, wall_s: float | None = None
     """
     rec = {
         "command": _command(),
-        "git_commit": _git_commit(repo_root()),
+        "git_commit": git_commit(repo_root()),
         "profile": None if profile is None else get_profile(profile).as_dict(),
         "packages": package_versions(),
         "machine": machine(),

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from . import structures
+from . import cache, structures
 from .jobs import Job, JobFailed, atomic_write_text, run_jobs
 
 #: Elements that get a spin-polarised calculation, with their initial moments (muB). Everything else is
@@ -654,16 +654,6 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def run_set(name: str, hours: float | None = None, backend: str = "sequential", workers: int = 1,
             only: list[str] | None = None, root: Path = DATA_ROOT, size: str = "small",
             settings: DFTSettings | None = None, dask_address: str | None = None,
@@ -678,7 +668,7 @@ def run_set(name: str, hours: float | None = None, backend: str = "sequential", 
             raise ValueError(f"configuration ids not in set {name!r}: {bad}; allowed: {sorted(known)}")
         jobs = [j for j in jobs if j.name in only]
     check_settings(name, settings, root)
-    extra = {"set": name, "settings_hash": settings.settings_hash, "git_commit": _git_commit(),
+    extra = {"set": name, "settings_hash": settings.settings_hash, "git_commit": cache.git_commit(),
              "command": " ".join(sys.argv), **versions()}
     return run_jobs(jobs, backend=backend, workers=workers, deadline_s=None if hours is None else hours * 3600,
                     manifest=root / name / "manifest.json", manifest_extra=extra, desc=f"dft {name}",
@@ -766,7 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = DATA_ROOT / "convergence-frames.extxyz"  # every calculation, so the check resumes
         rows = convergence_check(args.config, txt=DATA_ROOT / "convergence.log", base=base, checkpoint=checkpoint,
                                  relaxed=relaxed_frame(args.config, set_name))
-        doc = {"command": " ".join(["python -m mo_transfer.dft"] + (argv or sys.argv[1:])), "git_commit": _git_commit(),
+        doc = {"command": " ".join(["python -m mo_transfer.dft"] + (argv or sys.argv[1:])),
+               "git_commit": cache.git_commit(),
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": round(time.time() - t0, 1),
                "calculations_wall_s": round(sum(f.info.get("wall_s", 0.0) for f in read_frames(checkpoint)), 1),
                "production_set": set_name, "base_settings": base.to_dict(), **versions(), "rows": rows}

@@ -29,7 +29,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers as _Z
 
-from . import structures
+from . import cache, structures
 from .jobs import Job, JobFailed, atomic_write_text, run_jobs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -485,17 +485,6 @@ def versions() -> dict:
     return out
 
 
-def git_commit() -> str | None:
-    """The repository's HEAD commit, or None outside a git checkout."""
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=REPO_ROOT).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def _command_line() -> str:
     """The command that started this process, as a user would type it."""
     argv = list(sys.argv)
@@ -548,7 +537,7 @@ def pretrain_job(job: Job, tmp_path: Path) -> dict:
     doc = {
         "model": out.name, "description": "GOHomS-mini: MACE (MACE-MP-0 architecture, fewer channels) pretrained "
                                           "with mace_run_train on ordered crystals of the 21 study elements",
-        "command": _command_line(), "git_commit": git_commit(),
+        "command": _command_line(), "git_commit": cache.git_commit(REPO_ROOT),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": wall_s, **versions(),
         "data": {"path": _relative(data), "sha256": job.inputs["data_sha256"], "frames": len(train) + len(valid) + len(test),
                  "train": len(train), "valid": len(valid), "test": len(test),
