@@ -271,3 +271,19 @@ def test_shown_scales_add_every_committed_stand_in_but_not_for_smoke(monkeypatch
     assert [p.name for p in paths.values()] == ["goh-mini-S.model", "goh-mini-M.model", "goh-mini-L.model"]
     assert iid.shown_scales("smoke") == ("small",)  # the synthetic tiny foundation is made per scale: no extras
     assert iid.shown_scales("gpu") == ("small", "medium", "large")
+
+
+def test_subsample_keeps_a_single_and_a_mixed_frame_of_each_covered_element():
+    """The smoke profile caps FT-E at a few frames; its LODO fold element must survive the cap under both rules."""
+    from ase import Atoms
+
+    frames = []
+    for k, ds in enumerate(["Cr", "Fe", "Cr,Fe", "Nb", "Nb,Ta", "Ta", "W", "W,Y", "Y", "Ti", "Ti,V", "V"] * 3):
+        a = Atoms("Mo2", positions=[(0, 0, 0), (1.6, 1.6, 1.6 + 0.001 * k)], cell=[3.2] * 3, pbc=True)
+        a.info.update({"config_id": f"c{k}", "dopant_set": ds, "step": 0, "traj_id": f"t{k}", "state": "E"})
+        frames.append(a)
+    kept = iid.subsample(frames, 3, cover=("Nb",))
+    assert len(kept) == 3 and iid.subsample(frames, 3, cover=("Nb",)) == kept  # seeded
+    sets = [f.info["dopant_set"] for f in kept]
+    assert "Nb" in sets and "Nb,Ta" in sets
+    assert iid.subsample(frames, None, cover=("Nb",)) == frames

@@ -140,14 +140,29 @@ def synthetic_pools(config_ids: Sequence[str] = SMOKE_CONFIGS,
     return {k: v for k, v in dataset.split_pools(frames).items() if k in POOLS}
 
 
-def subsample(frames: Sequence[Atoms], n: int | None, seed: int = splits.PAPER_SEED) -> list[Atoms]:
-    """A seeded random subset of ``n`` frames (all when ``n`` is None or large enough), in frame-id order."""
+def subsample(frames: Sequence[Atoms], n: int | None, seed: int = splits.PAPER_SEED,
+              cover: Sequence[str] = ()) -> list[Atoms]:
+    """A seeded random subset of ``n`` frames (all when ``n`` is None or large enough), in frame-id order.
+
+    ``cover``: elements that must stay in the subset, each with one frame where it is the only dopant element and
+    one mixed frame where it has a partner (when the pool has them), so that a LODO fold on it keeps a test set
+    under both protocols however the pool grows.
+    """
     if n is None or len(frames) <= n:
         return list(frames)
     by_id = dict(zip(splits.frame_ids(frames), frames))
     ids = sorted(by_id)
-    keep = sorted(np.random.default_rng(seed).permutation(len(ids))[:n])
-    return [by_id[ids[k]] for k in keep]
+    order = [ids[k] for k in np.random.default_rng(seed).permutation(len(ids))]
+    chosen: list[str] = []
+    for el in cover:
+        for mixed in (False, True):
+            for i in order:
+                dops = set(splits.dopant_elements(by_id[i]))
+                if el in dops and (len(dops) > 1) == mixed and i not in chosen and len(chosen) < n:
+                    chosen.append(i)
+                    break
+    chosen += [i for i in order if i not in chosen][:n - len(chosen)]
+    return [by_id[i] for i in sorted(chosen)]
 
 
 def sweep_data(profile: str | Profile, root: str | Path | None = None, require: bool = True,
@@ -182,7 +197,7 @@ def sweep_data(profile: str | Profile, root: str | Path | None = None, require: 
     else:
         source, note = "dft", f"our GPAW data (data/dft), only {len(e)} E frames so far"
     if p.name == "smoke":
-        e = subsample(e, SMOKE_MAX_E_FRAMES)
+        e = subsample(e, SMOKE_MAX_E_FRAMES, cover=p.lodo_folds)
     ene = subsample(ene, p.max_frames)
     return SweepData({"FT-E": e, "FT-E_NE": ene}, source, note, available)
 
