@@ -156,4 +156,3 @@ def test_data_drift_note_only_when_the_pools_changed():
     assert "no FT-E_NE" in gone and "(changed: FT-E_NE)" in gone
     with pytest.raises(ValueError, match="unknown profile|profile"):
         cache.data_drift_markdown(recorded, now, "iid", "laptop")
-

@@ -190,7 +190,6 @@ def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
     # committed check named the start "rattled"
     text = (tmp_path / "conv.extxyz").read_text().replace("check_role=start", "check_role=rattled")
     (tmp_path / "conv.extxyz").write_text(text)
-    real = dft.single_points
     monkeypatch.setattr(dft, "single_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     again = dft.convergence_check(**kwargs)
     for a, b in zip(again, rows):
@@ -200,7 +199,6 @@ def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
     # a checkpoint computed for another cell is refused, not silently reused
     with pytest.raises(ValueError, match="differs from the one asked for"):
         dft.convergence_check(**dict(kwargs, base=dataclasses.replace(base, rattle_stdev_ang=0.1)))
-    monkeypatch.setattr(dft, "single_points", real)
 
 
 def test_convergence_check_ideal_start_with_relaxed_frame(tmp_path):

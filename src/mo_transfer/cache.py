@@ -147,7 +147,7 @@ def provenance(profile: str | Profile | None = None, wall_s: float | None = None
     """
     rec = {
         "command": _command(),
-        "git_commit": git_commit(repo_root()),
+        "git_commit": git_commit(),
         "profile": None if profile is None else get_profile(profile).as_dict(),
         "packages": package_versions(),
         "machine": machine(),

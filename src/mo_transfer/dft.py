@@ -516,9 +516,14 @@ def convergence_check(config_id: str = "bcc-Nb", repeats: int = 2,
     return rows
 
 
+def trajectory_path(set_name: str, job_name: str, root: Path = DATA_ROOT) -> Path:
+    """Where a data set keeps one finished job's frames (a relaxation, or a family of single points)."""
+    return root / set_name / "trajectories" / f"{job_name}.extxyz.gz"
+
+
 def relaxed_frame(config_id: str, set_name: str = "bcc16", root: Path = DATA_ROOT) -> Atoms | None:
     """The equilibrium (last) frame of a finished production trajectory, or None when it is not computed yet."""
-    path = root / set_name / "trajectories" / f"{config_id}.extxyz.gz"
+    path = trajectory_path(set_name, config_id, root)
     if not path.exists():
         return None
     frames = [f for f in read_frames(path) if f.info.get("state") == "E"]
@@ -595,18 +600,17 @@ def set_jobs(name: str, settings: DFTSettings | None = None, root: Path = DATA_R
         raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(DATA_SETS)}")
     settings = settings or set_settings(name)
     spec = DATA_SETS[name]
-    out = root / name / "trajectories"
     if spec["kind"] == "single_point":
         return [
             Job("mo_transfer.dft:single_point_job", fam, {"set": name, "structures": [_atoms_to_dict(a) for a in items]},
-                settings.to_dict(), str(out / f"{fam}.extxyz.gz"))
+                settings.to_dict(), str(trajectory_path(name, fam, root)))
             for fam, items in gohoms_families(settings.rattle_stdev_ang).items()
         ]
     structures.SIZES.get(size) or structures._check(size, structures.SIZES, "size")
     repeats = spec["repeats"] if size == "small" else structures.SIZES[size][spec["lattice"]]
     return [
         Job("mo_transfer.dft:relax_job", cid, {"set": name, "config_id": cid, "repeats": repeats}, settings.to_dict(),
-            str(out / f"{cid}.extxyz.gz"))
+            str(trajectory_path(name, cid, root)))
         for cid in set_config_ids(name)
     ]
 
