@@ -1,0 +1,84 @@
+"""Invariants of the committed DFT data under data/dft: each frame carries its set's settings hash, each relaxation
+trajectory is contiguous and ends in its one E frame exactly when it converged, each trajectory has its job record,
+and each set's summary.json is what `python -m mo_transfer.dft status` computes from the committed files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mo_transfer import dft
+
+ROOT = dft.DATA_ROOT
+#: Sets with committed data (a set whose runs have not started has no settings.json yet).
+SETS = [name for name in dft.DATA_SETS if (ROOT / name / "settings.json").exists()]
+RELAX_SETS = [name for name in SETS if dft.DATA_SETS[name]["kind"] == "relax"]
+
+
+def _settings(name: str) -> tuple[dict, str]:
+    doc = json.loads((ROOT / name / "settings.json").read_text())
+    return doc["settings"], doc["settings_hash"]
+
+
+def _trajectories(name: str) -> list[Path]:
+    return sorted((ROOT / name / "trajectories").glob("*.extxyz.gz"))
+
+
+def test_the_priority_sets_are_committed():
+    assert {"bcc16", "unseen16", "gohoms"} <= set(SETS)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_frame_carries_its_sets_settings_hash_and_a_job_record(name):
+    settings, settings_hash = _settings(name)
+    assert dft.DFTSettings(**settings).settings_hash == settings_hash
+    manifest = ROOT / name / "manifest.json"
+    jobs = json.loads(manifest.read_text())["jobs"] if manifest.exists() else []
+    done = {j["name"]: j for j in jobs if j.get("status") == "done"}
+    for path in _trajectories(name):
+        frames = dft.read_frames(path)
+        assert frames, path
+        hashes = {f.info.get("dft_settings_hash") for f in frames}
+        assert hashes == {settings_hash}, f"{path.name}: frames computed with settings {hashes}"
+        sidecar = json.loads(path.with_name(path.name + ".job.json").read_text())
+        assert sidecar["status"] == "done" and sidecar["result"]["frames"] == len(frames), path.name
+        assert sidecar["settings"] == settings, f"{path.name}: job settings differ from the set's"
+        job = done.get(sidecar["name"])
+        assert job is not None and job["key"] == sidecar["key"], f"{path.name}: not recorded as done in the manifest"
+
+
+@pytest.mark.parametrize("name", RELAX_SETS)
+def test_relaxation_trajectories_are_contiguous_and_end_in_their_equilibrium_frame(name):
+    settings, _ = _settings(name)
+    for path in _trajectories(name):
+        frames = dft.read_frames(path)
+        where = path.name
+        assert [int(f.info["step"]) for f in frames] == list(range(len(frames))), f"{where}: steps not contiguous"
+        assert len({f.info["traj_id"] for f in frames}) == 1, f"{where}: mixes trajectories"
+        cell = frames[0].cell.array
+        for f in frames:
+            assert np.allclose(f.cell.array, cell), f"{where} step {f.info['step']}: the cell changed"
+            fmax = np.linalg.norm(f.arrays["REF_forces"], axis=1).max()
+            assert f.info["fmax_ev_per_ang"] == pytest.approx(fmax, abs=1e-6), f"{where} step {f.info['step']}"
+        states = [f.info["state"] for f in frames]
+        converged = bool(frames[-1].info["converged"])
+        assert states == ["NE"] * (len(frames) - 1) + ["E" if converged else "NE"], f"{where}: states {states}"
+        if converged:
+            assert frames[-1].info["fmax_ev_per_ang"] < settings["fmax_ev_per_ang"], where
+        for f in frames[:-1]:
+            assert f.info["fmax_ev_per_ang"] >= settings["fmax_ev_per_ang"], f"{where}: did not stop at convergence"
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_committed_summary_is_current(name):
+    committed = json.loads((ROOT / name / "summary.json").read_text())
+    fresh = json.loads(json.dumps(dft.summarize_set(name)))
+    stats = ("force_norm_ev_per_ang",)
+    assert {k: v for k, v in committed.items() if k not in stats} == \
+           {k: v for k, v in fresh.items() if k not in stats}, (
+        f"data/dft/{name}/summary.json is stale: run `python -m mo_transfer.dft status --set {name}`")
+    for k, v in committed["force_norm_ev_per_ang"].items():
+        assert v == pytest.approx(fresh["force_norm_ev_per_ang"][k], rel=1e-9), k
