@@ -83,3 +83,12 @@ def test_committed_summary_is_current(name):
     for k, v in committed["force_norm_ev_per_ang"].items():
         new = fresh["force_norm_ev_per_ang"][k]
         assert (v is None and new is None) or v == pytest.approx(new, rel=1e-9), k  # None: no frames yet
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_no_checkpoint_is_left_beside_a_finished_job(name):
+    """A step checkpoint under partial/ belongs to an unfinished job only (the runner deletes it on success)."""
+    finished = {p.name.removesuffix(".extxyz.gz") for p in _trajectories(name)}
+    stale = sorted(p.name for p in (ROOT / name / "partial").glob("*.extxyz")
+                   if p.name.removesuffix(".extxyz") in finished)
+    assert not stale, f"data/dft/{name}/partial holds checkpoints of finished jobs: {stale}"
