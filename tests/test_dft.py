@@ -287,6 +287,27 @@ def test_partial_frames_of_single_point_sets_are_loadable(tmp_path):
         dft.load_set_frames("bcc16", tmp_path, include_partial=True)
 
 
+def test_summary_counts_the_cost_of_every_attempt_and_of_checkpoints_apart(tmp_path):
+    """The CPU hours of a set are the per-frame wall times, so steps from an earlier, resumed attempt count; frames
+    still in checkpoints of unfinished jobs are counted apart, and a stale checkpoint of a finished job not at all."""
+    def frame(i, wall_s):
+        a = structures.build("bcc-Mo", repeats=1)
+        a.info.update({"REF_energy": -10.0 - i, "config_id": f"c{i}", "traj_id": "fam-A", "state": "SP",
+                       "wall_s": wall_s})
+        a.arrays["REF_forces"] = np.full((len(a), 3), 0.1)
+        return a
+
+    (tmp_path / "gohoms" / "trajectories").mkdir(parents=True)
+    (tmp_path / "gohoms" / "partial").mkdir()
+    dft.write_frames_gz([frame(0, 1800.0), frame(1, 5400.0)], tmp_path / "gohoms" / "trajectories" / "fam-A.extxyz.gz")
+    dft._checkpoint([frame(0, 1800.0)], tmp_path / "gohoms" / "partial" / "fam-A.extxyz")  # stale: A is finished
+    dft._checkpoint([frame(2, 900.0), frame(3, 900.0)], tmp_path / "gohoms" / "partial" / "fam-B.extxyz")
+    s = dft.summarize_set("gohoms", tmp_path)
+    assert (s["frames"], s["cpu_hours"]) == (2, 2.0)
+    assert (s["checkpointed_frames"], s["cpu_hours_in_checkpoints"]) == (2, 0.5)
+    assert s["force_norm_ev_per_ang"]["max"] == pytest.approx(0.1 * np.sqrt(3))
+
+
 def test_convergence_verdict_judges_the_production_row():
     from mo_transfer import data_report
 

@@ -49,6 +49,7 @@ def sets_table(root: Path = dft.DATA_ROOT) -> list[dict]:
         rows.append({"set": name, "priority": spec["priority"], "kind": spec["kind"],
                      "jobs done": f"{s['jobs_done']} / {s['jobs_total']}", "frames": s["frames"],
                      "E frames": s["by_state"].get("E", 0), "CPU hours": s["cpu_hours"],
+                     "CPU hours in checkpoints": s["cpu_hours_in_checkpoints"],
                      "failed": ", ".join(s["jobs_failed"]) or "-"})
     return rows
 

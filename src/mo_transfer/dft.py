@@ -702,8 +702,16 @@ def load_set_frames(name: str, root: Path = DATA_ROOT, include_partial: bool = F
 
 
 def summarize_set(name: str, root: Path = DATA_ROOT) -> dict:
-    """Provenance summary of a data set: frames per dopant set and lattice, E/NE counts, force statistics, cost."""
+    """Provenance summary of a data set: frames per dopant set and lattice, E/NE counts, force statistics, cost.
+
+    The cost is the sum of the per-frame wall times (one core each), so a job resumed from its checkpoint counts the
+    steps of every attempt; the frames still in checkpoints of unfinished jobs are counted apart.
+    """
     frames = load_set_frames(name, root)
+    finished = {p.name.removesuffix(".extxyz.gz") for p in (root / name / "trajectories").glob("*.extxyz.gz")}
+    checkpointed = [f for p in sorted((root / name / "partial").glob("*.extxyz"))
+                    if p.name.removesuffix(".extxyz") not in finished for f in read_frames(p)]
+    hours = lambda fs: round(sum(float(f.info.get("wall_s", 0.0)) for f in fs) / 3600, 3)  # noqa: E731
     manifest_path = root / name / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"jobs": []}
     by = lambda key: {k: sum(1 for f in frames if str(f.info.get(key)) == k)  # noqa: E731
@@ -725,7 +733,9 @@ def summarize_set(name: str, root: Path = DATA_ROOT) -> dict:
         "force_norm_ev_per_ang": {"mean": float(fnorm.mean()) if fnorm.size else None,
                                   "p95": float(np.percentile(fnorm, 95)) if fnorm.size else None,
                                   "max": float(fnorm.max()) if fnorm.size else None},
-        "cpu_hours": round(sum(j.get("wall_s", 0.0) for j in done) / 3600, 3),
+        "cpu_hours": hours(frames),
+        "checkpointed_frames": len(checkpointed),
+        "cpu_hours_in_checkpoints": hours(checkpointed),
         "settings": json.loads((root / name / "settings.json").read_text()) if (root / name / "settings.json").exists() else None,
     }
 
