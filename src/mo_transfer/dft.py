@@ -694,11 +694,16 @@ def load_set_frames(name: str, root: Path = DATA_ROOT, include_partial: bool = F
     if include_partial:
         if DATA_SETS.get(name, {}).get("kind") != "single_point":
             raise ValueError(f"include_partial is only for single-point sets; {name!r} is not one")
-        done = {p.name.removesuffix(".extxyz.gz") for p in folder.glob("*.extxyz.gz")}
-        for path in sorted((root / name / "partial").glob("*.extxyz")):
-            if path.name.removesuffix(".extxyz") not in done:
-                frames += read_frames(path)
+        for path in live_checkpoints(name, root):
+            frames += read_frames(path)
     return frames
+
+
+def live_checkpoints(name: str, root: Path = DATA_ROOT) -> list[Path]:
+    """The step checkpoints of a set's unfinished jobs (a checkpoint left beside a finished trajectory is stale)."""
+    finished = {p.name.removesuffix(".extxyz.gz") for p in (root / name / "trajectories").glob("*.extxyz.gz")}
+    return [p for p in sorted((root / name / "partial").glob("*.extxyz"))
+            if p.name.removesuffix(".extxyz") not in finished]
 
 
 def summarize_set(name: str, root: Path = DATA_ROOT) -> dict:
@@ -708,9 +713,7 @@ def summarize_set(name: str, root: Path = DATA_ROOT) -> dict:
     steps of every attempt; the frames still in checkpoints of unfinished jobs are counted apart.
     """
     frames = load_set_frames(name, root)
-    finished = {p.name.removesuffix(".extxyz.gz") for p in (root / name / "trajectories").glob("*.extxyz.gz")}
-    checkpointed = [f for p in sorted((root / name / "partial").glob("*.extxyz"))
-                    if p.name.removesuffix(".extxyz") not in finished for f in read_frames(p)]
+    checkpointed = [f for p in live_checkpoints(name, root) for f in read_frames(p)]
     hours = lambda fs: round(sum(float(f.info.get("wall_s", 0.0)) for f in fs) / 3600, 3)  # noqa: E731
     manifest_path = root / name / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"jobs": []}
