@@ -308,6 +308,18 @@ def test_summary_counts_the_cost_of_every_attempt_and_of_checkpoints_apart(tmp_p
     assert s["force_norm_ev_per_ang"]["max"] == pytest.approx(0.1 * np.sqrt(3))
 
 
+def test_summary_names_the_jobs_still_pending(tmp_path):
+    """A set's summary names the jobs neither done nor failed, so an unfinished set says what is left to run."""
+    names = [j.name for j in dft.set_jobs("unseen16", root=tmp_path)]
+    (tmp_path / "unseen16").mkdir()
+    rows = [{"name": names[0], "status": "done"}, {"name": names[1], "status": "failed"},
+            {"name": names[2], "status": "not_started"}]
+    (tmp_path / "unseen16" / "manifest.json").write_text(json.dumps({"jobs": rows}))
+    s = dft.summarize_set("unseen16", tmp_path)
+    assert (s["jobs_done"], s["jobs_total"], s["jobs_failed"]) == (1, len(names), [names[1]])
+    assert s["jobs_pending"] == names[2:]
+
+
 def test_convergence_verdict_judges_the_production_row():
     from mo_transfer import data_report
 

@@ -721,12 +721,14 @@ def summarize_set(name: str, root: Path = DATA_ROOT) -> dict:
                       for k in sorted({str(f.info.get(key)) for f in frames})}
     fnorm = np.concatenate([np.linalg.norm(f.arrays["REF_forces"], axis=1) for f in frames]) if frames else np.zeros(0)
     done = [j for j in manifest["jobs"] if j.get("status") == "done"]
-    n_jobs = len(set_jobs(name, root=root)) if name in DATA_SETS else None
+    all_names = [j.name for j in set_jobs(name, root=root)] if name in DATA_SETS else []
+    settled = {j["name"] for j in manifest["jobs"] if j.get("status") in ("done", "failed")}
     return {
         "set": name,
         "jobs_done": len(done),
-        "jobs_total": n_jobs,
+        "jobs_total": len(all_names) if name in DATA_SETS else None,
         "jobs_failed": [j["name"] for j in manifest["jobs"] if j.get("status") == "failed"],
+        "jobs_pending": [n for n in all_names if n not in settled],  # not run yet, or stopped mid-way (checkpoint)
         "frames": len(frames),
         "trajectories": len({f.info.get("traj_id") for f in frames}),
         "by_state": by("state"),
