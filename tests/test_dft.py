@@ -320,6 +320,23 @@ def test_summary_names_the_jobs_still_pending(tmp_path):
     assert s["jobs_pending"] == names[2:]
 
 
+def test_sets_table_totals_every_set_and_names_what_is_left(tmp_path):
+    """Table 2.4 ends with a total row over all sets; a set with few jobs left names them."""
+    from mo_transfer import data_report
+
+    names = [j.name for j in dft.set_jobs("unseen16", root=tmp_path)]
+    (tmp_path / "unseen16").mkdir()
+    rows = [{"name": n, "status": "done"} for n in names[:-2]] + [{"name": names[-1], "status": "failed"}]
+    (tmp_path / "unseen16" / "manifest.json").write_text(json.dumps({"jobs": rows}))
+    table = data_report.sets_table(tmp_path)
+    assert [r["set"] for r in table] == list(dft.DATA_SETS) + ["total"]
+    got = {r["set"]: r for r in table}
+    assert got["unseen16"]["pending"] == names[-2] and got["unseen16"]["failed"] == names[-1]
+    n_total = sum(len(dft.set_jobs(name, root=tmp_path)) for name in dft.DATA_SETS)
+    assert got["total"]["jobs done"] == f"{len(names) - 2} / {n_total}"
+    assert (got["total"]["failed"], got["total"]["pending"]) == ("1", str(n_total - len(names) + 1))
+
+
 def test_convergence_verdict_judges_the_production_row():
     from mo_transfer import data_report
 

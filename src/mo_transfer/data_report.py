@@ -42,15 +42,27 @@ def settings_table(settings: dft.DFTSettings | None = None) -> list[dict]:
 
 
 def sets_table(root: Path = dft.DATA_ROOT) -> list[dict]:
-    """Progress of each data set of the plan: jobs done of total, frames, CPU hours, failures."""
-    rows = []
+    """Progress of each data set of the plan (jobs done of total, frames, CPU hours, failures), with a total row."""
+    rows, summaries = [], []
     for name, spec in dft.DATA_SETS.items():
         s = dft.summarize_set(name, root)
+        summaries.append(s)
+        pending = s["jobs_pending"]
         rows.append({"set": name, "priority": spec["priority"], "kind": spec["kind"],
                      "jobs done": f"{s['jobs_done']} / {s['jobs_total']}", "frames": s["frames"],
                      "E frames": s["by_state"].get("E", 0), "CPU hours": s["cpu_hours"],
                      "CPU hours in checkpoints": s["cpu_hours_in_checkpoints"],
-                     "failed": ", ".join(s["jobs_failed"]) or "-"})
+                     "failed": ", ".join(s["jobs_failed"]) or "-",
+                     "pending": (", ".join(pending) if len(pending) <= 4 else f"{len(pending)} jobs") or "-"})
+    total = lambda key: sum(s[key] for s in summaries)  # noqa: E731
+    n_pending = sum(len(s["jobs_pending"]) for s in summaries)
+    rows.append({"set": "total", "priority": "", "kind": "",
+                 "jobs done": f"{total('jobs_done')} / {total('jobs_total')}", "frames": total("frames"),
+                 "E frames": sum(s["by_state"].get("E", 0) for s in summaries),
+                 "CPU hours": round(total("cpu_hours"), 2),
+                 "CPU hours in checkpoints": round(total("cpu_hours_in_checkpoints"), 2),
+                 "failed": str(n_failed) if (n_failed := sum(len(s["jobs_failed"]) for s in summaries)) else "-",
+                 "pending": str(n_pending) if n_pending else "-"})
     return rows
 
 
