@@ -31,9 +31,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _by_id(set_name: str) -> dict[tuple[str, str], object]:
-    """Committed E frames of a relaxation set by (config_id, state); NE ids are not unique, so only E frames."""
-    return {(f.info["config_id"], f.info["state"]): f for f in dft.load_set_frames(set_name) if f.info["state"] == "E"}
+#: The relaxation sets the FT-E / FT-E_NE pools are drawn from (BCC and FCC hosts; config ids are unique across them).
+POOL_SETS = ("bcc16", "fcc32")
+
+
+def _by_id(set_names: tuple[str, ...] = POOL_SETS) -> dict[tuple[str, str], object]:
+    """Committed E frames of the relaxation sets by (config_id, state); NE ids are not unique, so only E frames."""
+    return {(f.info["config_id"], f.info["state"]): f
+            for name in set_names for f in dft.load_set_frames(name) if f.info["state"] == "E"}
 
 
 def _check_foundation(record: dict) -> Path:
@@ -46,7 +51,7 @@ def _check_foundation(record: dict) -> Path:
 def test_iid_zero_shot_slice_regenerates_from_committed_model_and_data():
     """Zero-shot rows of Table 1 need no training: re-predict their test frames with the committed foundation."""
     res = _result("iid")
-    frames = _by_id("bcc16")
+    frames = _by_id()
     checked = 0
     for label, par in res["parity"].items():
         if not label.startswith("Zero-shot"):
@@ -82,7 +87,7 @@ def test_lodo_parity_frames_carry_the_committed_dft_labels():
     """LODO's trained models are not committed; its test frames and their labels are, and must match the cache."""
     res = _result("lodo")
     _check_foundation(res["foundation"])
-    frames = _by_id("bcc16")
+    frames = _by_id()
     for run, e in res["parity"].items():
         element = run.split("_")[2]
         for c, s, ref in zip(e["config_id"], e["state"], e["ref_ev_per_atom"]):
