@@ -156,3 +156,22 @@ def test_data_drift_note_only_when_the_pools_changed():
     assert "no FT-E_NE" in gone and "(changed: FT-E_NE)" in gone
     with pytest.raises(ValueError, match="unknown profile|profile"):
         cache.data_drift_markdown(recorded, now, "iid", "laptop")
+
+
+def test_recompute_workers_choose_the_process_executor(monkeypatch):
+    """``--workers 2`` hands the study the process backend with two workers; one worker keeps its default."""
+    import sys
+    import types
+
+    from mo_transfer import recompute
+
+    seen = []
+    study = types.ModuleType("fake_study")
+    study.load_results = lambda profile, recompute_, root=None, **kw: (seen.append(kw) or {"ok": 1}, None)
+    monkeypatch.setitem(sys.modules, "fake_study", study)
+    monkeypatch.setitem(recompute.STUDIES, "fake", "fake_study")
+    assert recompute.recompute("fake", "smoke", workers=2) == {"ok": 1}
+    recompute.recompute("fake", "smoke")
+    assert seen == [{"backend": "process", "workers": 2}, {}]
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        recompute.recompute("fake", "smoke", workers=0)

@@ -21,12 +21,16 @@ from .profiles import profile_names
 STUDIES: dict[str, str] = {"iid": "mo_transfer.iid", "lodo": "mo_transfer.lodo", "unseen": "mo_transfer.unseen"}
 
 
-def recompute(study: str, profile: str, root: str | None = None):
-    """Recompute and cache one study; returns the result dict."""
+def recompute(study: str, profile: str, root: str | None = None, workers: int = 1):
+    """Recompute and cache one study; returns the result dict. ``workers`` > 1 trains that many runs at once in
+    separate processes (one core each with ``OMP_NUM_THREADS=1``); finished runs are skipped either way."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     module = importlib.import_module(STUDIES[study])
-    result, message = module.load_results(profile, True, root=root)
+    executor = {"backend": "process", "workers": workers} if workers > 1 else {}
+    result, message = module.load_results(profile, True, root=root, **executor)
     if result is None:
         raise RuntimeError(message)
     return result
@@ -37,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("study", choices=sorted(STUDIES))
     p.add_argument("--profile", required=True, choices=profile_names())
     p.add_argument("--root", default=None, help="repository root (default: found from the working directory)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="training runs at once, one process each (default 1: one after another)")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault(cache.COMMAND_ENV, "python -m mo_transfer.recompute " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     t0 = time.perf_counter()
-    recompute(args.study, args.profile, args.root)
+    recompute(args.study, args.profile, args.root, args.workers)
     print(f"{args.study} ({args.profile}) recomputed in {time.perf_counter() - t0:.0f} s: "
           f"{cache.cache_path(args.study, args.profile, args.root)}")
     return 0
