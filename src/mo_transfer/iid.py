@@ -427,25 +427,9 @@ def jobs_of(runs: Sequence[Run]) -> list[Job]:
 
 
 def learning_curve(config: training.TrainConfig) -> list[dict]:
-    """Validation loss and errors per epoch from mace's metrics file; epoch 0 is the evaluation before training
-    (the initial weights: random for scratch, the foundation's for fine-tune), epoch k the end of epoch k."""
-    rows = training.read_results(training.results_file(Path(config.run_dir).resolve(), config.name, config.seed))
-    curve: dict[int, dict] = {}
-    for r in rows:
-        if r.get("mode") == "opt" and 0 not in curve:
-            curve[0] = None  # training started before any initial evaluation: none to report
-        if r.get("mode") != "eval":
-            continue
-        if r.get("epoch") is None:
-            if 0 in curve:
-                continue  # a later re-evaluation (resume, finalisation), not the state before training
-            epoch = 0
-        else:
-            epoch = int(r["epoch"]) + 1
-        curve[epoch] = {"epoch": epoch, "loss": float(r["loss"]),
-                        "mae_e_mev_per_atom": 1000 * float(r.get("mae_e_per_atom", np.nan)),
-                        "mae_f_mev_per_ang": 1000 * float(r.get("mae_f", np.nan))}
-    return [curve[e] for e in sorted(curve) if curve[e] is not None]
+    """Validation loss and errors per epoch of a run (see :func:`mo_transfer.training.learning_curve_rows`)."""
+    return training.learning_curve_rows(
+        training.read_results(training.results_file(Path(config.run_dir).resolve(), config.name, config.seed)))
 
 
 def _none_if_nan(value):

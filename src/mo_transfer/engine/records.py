@@ -192,3 +192,14 @@ def frame_errors(frames: Sequence[Atoms], pred: Predictions, frame_ids: Sequence
     else:
         abs_sum = sq_sum = np.full(len(frames), np.nan)
     return FrameErrors(list(frame_ids), list(group_ids), n, de, abs_sum, sq_sum)
+
+
+def concat_errors(parts: Sequence[FrameErrors]) -> FrameErrors:
+    """One record of several (e.g. the test folds of a K-fold cross-validation); a frame may occur once only."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    return FrameErrors([f for p in parts for f in p.frame_ids], [g for p in parts for g in p.group_ids],
+                       np.concatenate([p.n_atoms for p in parts]),
+                       np.concatenate([p.energy_error_mev_per_atom for p in parts]),
+                       np.concatenate([p.force_abs_sum_mev_per_ang for p in parts]),
+                       np.concatenate([p.force_sq_sum_mev2_per_ang2 for p in parts]))

@@ -1,0 +1,193 @@
+"""The engine's pipeline: plan cells (rows x folds) -> train through the job executor -> evaluate on the test
+frames -> baselines on the same frames -> per-frame errors, ready for intervals and paired comparisons.
+
+A study describes an :class:`Experiment` (a pool of frames, its folds, its rows); :func:`run_experiment` returns
+a JSON-able result whose per-frame errors are the raw material of every number the book prints. Rows of one
+experiment are evaluated on identical frames (each fold's test set), so any two rows compare as a paired
+difference; with K-fold cross-validation every frame of the pool is tested exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ase import Atoms
+
+from .. import splits
+from ..jobs import Job, run_jobs
+from ..training import read_frames
+
+from .backend import get_backend
+from .e0s import fit_offsets
+from .records import FrameErrors, Predictions, TrainSettings, TrainSpec, concat_errors, frame_errors
+
+SCHEMA = "mo_transfer.engine/1"
+TRAIN_JOB_KIND = "mo_transfer.engine.run:train_job"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a study's table: a paradigm on a backend from a foundation, under one protocol.
+
+    ``settings`` is None for zero-shot; ``refit_references`` makes a zero-shot row refit one energy offset per
+    element on the fold's training frames (the fair zero-shot when the foundation's DFT code differs)."""
+
+    label: str
+    paradigm: str
+    foundation: str
+    backend: str = "mace"
+    scale: str = ""
+    protocol: str = "paper"
+    settings: TrainSettings | None = None
+    refit_references: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.paradigm == "zero-shot") != (self.settings is None):
+            raise ValueError(f"row {self.label!r}: zero-shot rows have no training settings, trained rows need them")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split of a pool and the folder holding its train/valid/test extxyz files."""
+
+    split: splits.Split
+    folder: str
+
+    def frames(self, subset: str) -> list[Atoms]:
+        return read_frames(Path(self.folder) / f"{subset}.extxyz")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What a study asks the engine: rows evaluated on every fold of one pool."""
+
+    name: str
+    pool: str
+    folds: tuple[Fold, ...]
+    rows: tuple[Row, ...]
+    elements: tuple[str, ...]
+    #: "kfold" (test folds disjoint: errors of all folds form one record per row) or "repeats" (random
+    #: splits that may re-test frames: one record per fold).
+    design: str = "kfold"
+    group_of: Callable[[Atoms], str] = lambda a: str(a.info.get("traj_id"))
+
+
+def prepare_fold(frames: Sequence[Atoms], split: splits.Split, work: Path) -> Fold:
+    """Write (or reuse) a split's files under ``work/splits/<name>-<pool fingerprint>``."""
+    folder = Path(work) / "splits" / f"{split.name}-{split.pool_sha256[:10]}"
+    split = splits.load_or_make(folder / "split.json", frames, lambda: split)
+    if not all((folder / f"{s}.extxyz").exists() for s in splits.SUBSETS):
+        splits.write_split_files(frames, split, folder)
+    return Fold(split, str(folder))
+
+
+def cell_name(exp: Experiment, row: Row, fold: Fold) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row.label)
+    return f"{exp.name}__{safe}__{fold.split.name}"
+
+
+def train_spec(exp: Experiment, row: Row, fold: Fold, work: Path, threads: int = 1) -> TrainSpec:
+    name = cell_name(exp, row, fold)
+    return TrainSpec(backend=row.backend, paradigm=row.paradigm, foundation=row.foundation,
+                     train_file=str(Path(fold.folder) / "train.extxyz"),
+                     valid_file=str(Path(fold.folder) / "valid.extxyz"),
+                     run_dir=str(Path(work) / "runs" / name), settings=row.settings, elements=exp.elements,
+                     threads=threads)
+
+
+def train_job(job: Job, tmp_path: Path) -> dict:
+    """Executor job: train one spec with its backend and hand its model file to the executor."""
+    import shutil
+
+    spec = TrainSpec.from_dict(job.inputs["spec"])
+    record = get_backend(spec.backend).train(spec)
+    shutil.copyfile(record.model_path, tmp_path)
+    return {"epochs_run": record.epochs_run, "converged": record.converged, "wall_s": record.wall_s}
+
+
+def job_of(spec: TrainSpec) -> Job:
+    """The executor job of a spec; its key covers the spec and the bytes of its data files."""
+    from ..foundation import file_sha256
+
+    data = {"train": file_sha256(spec.train_file), "valid": file_sha256(spec.valid_file)}
+    return Job(TRAIN_JOB_KIND, Path(spec.run_dir).name, {"spec": spec.to_dict(), "data_sha256": data}, {},
+               str(Path(spec.run_dir) / "final.model"))
+
+
+def _errors(exp: Experiment, frames: Sequence[Atoms], pred: Predictions) -> FrameErrors:
+    return frame_errors(frames, pred, splits.frame_ids(frames), [exp.group_of(a) for a in frames])
+
+
+def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None) -> tuple[FrameErrors, dict]:
+    """Per-frame test errors of one cell and what the cache keeps about its model."""
+    backend = get_backend(row.backend)
+    test = fold.frames("test")
+    device = row.settings.device if row.settings else "cpu"
+    if spec is None:
+        model = backend.foundation_model(row.foundation)
+        pred = backend.predict(model, test, device)
+        info: dict = {"model": model}
+        if row.refit_references:
+            train = fold.frames("train")
+            train_pred = backend.predict(model, train, device)
+            ref = [float(a.info["REF_energy"]) for a in train]
+            fit = fit_offsets(train, [r - p for r, p in zip(ref, train_pred.energies_ev)], exp.elements)
+            pred = Predictions(pred.energies_ev + fit.correction_ev(test), pred.forces_ev_per_ang)
+            info["offsets_ev"] = fit.offsets_ev
+        return _errors(exp, test, pred), info
+    record = backend.train(spec)  # finished by the executor: returns the stored record
+    pred = backend.predict(record.model_path, test, row.settings.device, row.settings.default_dtype)
+    return _errors(exp, test, pred), {"training": record.to_dict()}
+
+
+def baseline_errors(exp: Experiment, fold: Fold) -> dict[str, FrameErrors]:
+    """Trivial predictors fitted on the fold's training frames, scored on its test frames."""
+    train, test = fold.frames("train"), fold.frames("test")
+    out = {}
+    from . import baselines  # the stats helper's module (engine-stats branch)
+
+    for name, pred in baselines.predictions(train, test, exp.elements).items():
+        out[name] = _errors(exp, test, pred)
+    return out
+
+
+def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential", workers: int = 1,
+                   threads: int = 1) -> dict:
+    """Train every cell that trains, then evaluate all of them; returns the experiment's JSON-able result."""
+    work = Path(work)
+    t0 = time.time()
+    specs = {(r.label, f.split.name): train_spec(exp, r, f, work, threads)
+             for r in exp.rows if r.settings is not None for f in exp.folds}
+    summary = run_jobs([job_of(s) for s in specs.values()], backend=backend, workers=workers, max_attempts=1,
+                       desc=exp.name)
+    failed = [r for r in summary.records if r.status not in ("done", "skipped")]
+    if failed:
+        raise RuntimeError(f"{len(failed)} training run(s) of {exp.name} failed, e.g. {failed[0].name}: "
+                           f"{failed[0].error}")
+    cells, per_row, base = [], {}, {}
+    for fold in exp.folds:
+        for name, errs in baseline_errors(exp, fold).items():
+            base.setdefault(name, []).append(errs)
+        for row in exp.rows:
+            spec = specs.get((row.label, fold.split.name))
+            errs, info = evaluate_cell(exp, row, fold, spec)
+            per_row.setdefault(row.label, []).append(errs)
+            cells.append({"row": row.label, "fold": fold.split.name, "counts": fold.split.counts, **info})
+
+    def combine(parts: list[FrameErrors]) -> list[dict]:
+        if exp.design == "kfold":
+            return [concat_errors(parts).to_dict()]
+        return [p.to_dict() for p in parts]
+
+    return {"schema": SCHEMA, "experiment": exp.name, "pool": exp.pool, "design": exp.design,
+            "rows": [{**dataclasses.asdict(r), "settings": r.settings.to_dict() if r.settings else None}
+                     for r in exp.rows],
+            "folds": [{"name": f.split.name, "counts": f.split.counts, "rule": f.split.rule} for f in exp.folds],
+            "cells": cells,
+            "errors": {label: combine(parts) for label, parts in per_row.items()},
+            "baselines": {name: combine(parts) for name, parts in base.items()},
+            "wall_s": round(time.time() - t0, 1)}
