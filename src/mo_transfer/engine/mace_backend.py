@@ -154,7 +154,8 @@ class MaceBackend:
         rows = training.read_results(training.results_file(run_dir, spec.name, s.seed))
         record = TrainRecord(
             model_path=str(summary["model"]), epochs_run=int(summary["epochs"]), best_epoch=summary["best_epoch"],
-            max_epochs=s.max_epochs, patience=s.patience, converged=bool(summary["stopped_early"]),
+            max_epochs=s.max_epochs, patience=s.patience,
+            converged=bool(summary["stopped_early"]) or training.epochs_since_best(rows) >= s.patience,
             seconds_per_epoch=summary.get("seconds_per_epoch"), wall_s=float(summary["wall_s"]),
             curve=training.learning_curve_rows(rows), output_scale=scale, output_shift=shift,
             e0s_ev={chemical_symbols[z]: e for z, e in model_e0s(trained).items()},

@@ -1,0 +1,136 @@
+"""The engine's MACE backend: fair paradigms (same E0s, output scale and shift), mace's E0 rule re-derived, and
+the convergence flag, on a tiny foundation and a few real relaxed GPAW frames."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mo_transfer import data_report
+from mo_transfer import foundation as F
+from mo_transfer import training as T
+from mo_transfer.engine.e0s import estimate_e0s_ev, fit_offsets
+from mo_transfer.engine.mace_backend import MaceBackend, output_scale_shift
+from mo_transfer.engine.records import TrainSettings, TrainSpec
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return F.smoke_foundation(tmp_path_factory.getbasetemp() / "smoke-foundation")
+
+
+@pytest.fixture(scope="module")
+def relaxed(tmp_path_factory):
+    """Eight relaxed (E) frames of our GPAW data, DFT forces below 20 meV/A: 6 train, 2 valid."""
+    pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
+    frames = sorted(pools["FT-E"], key=lambda a: a.info["config_id"])[:8]
+    root = tmp_path_factory.mktemp("relaxed")
+    return {"frames": frames, "train": F.write_extxyz(frames[:6], root / "train.xyz"),
+            "valid": F.write_extxyz(frames[6:], root / "valid.xyz")}
+
+
+def _spec(model, data, run_dir, paradigm, **settings) -> TrainSpec:
+    base = {"max_epochs": 2, "patience": 1, "batch_size": 3}
+    return TrainSpec("mace", paradigm, str(model), str(data["train"]), str(data["valid"]), str(run_dir),
+                     TrainSettings(**{**base, **settings}), T.TRAIN_ELEMENTS)
+
+
+def test_estimated_e0s_equal_mace_own_rule(tiny_model, relaxed):
+    from mace import data as mdata
+    from mace.tools import torch_tools, utils
+
+    model = F.load_model(tiny_model)
+    frames = relaxed["frames"]
+    zs = sorted({int(z) for a in frames for z in a.numbers})
+    base_z = F.model_e0s(model, None)
+    keys = mdata.KeySpecification(info_keys={"energy": "REF_energy"}, arrays_keys={"forces": "REF_forces"})
+    configs = [mdata.config_from_atoms(a, key_specification=keys) for a in frames]
+    with torch_tools.default_dtype("float64"):
+        theirs = mdata.estimate_e0s_from_foundation(model.double(), {z: base_z[z] for z in zs}, configs,
+                                                    utils.AtomicNumberTable(zs))
+    from ase.data import chemical_symbols
+
+    elements = [chemical_symbols[z] for z in zs]
+    pred = T.evaluate(tiny_model, frames)
+    ours, fit = estimate_e0s_ev(frames, pred.energies_ev, {chemical_symbols[z]: base_z[z] for z in zs}, elements)
+    for z in zs:
+        assert ours[chemical_symbols[z]] == pytest.approx(theirs[z], abs=1e-6)
+    assert not fit.undetermined
+
+
+def test_offsets_fit_only_the_training_frames(relaxed):
+    frames = relaxed["frames"]
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    residual = np.arange(len(frames), dtype=float)
+    a = fit_offsets(frames[:6], residual[:6], elements)
+    b = fit_offsets(frames[:6], residual[:6], elements + ["Au"])
+    assert b.undetermined == ("Au",) and b.offsets_ev["Au"] == 0.0
+    assert all(a.offsets_ev[e] == pytest.approx(b.offsets_ev[e]) for e in elements)
+    with pytest.raises(ValueError, match="one residual per training frame"):
+        fit_offsets(frames[:6], residual, elements)
+
+
+def test_scratch_and_fine_tune_share_e0s_scale_and_shift(tiny_model, relaxed, tmp_path):
+    backend = MaceBackend()
+    records = {p: backend.train(_spec(tiny_model, relaxed, tmp_path / p, p)) for p in ("scratch", "fine-tune")}
+    s, f = records["scratch"], records["fine-tune"]
+    assert s.e0s_ev == pytest.approx(f.e0s_ev) and s.output_scale == pytest.approx(f.output_scale)
+    assert s.output_shift == pytest.approx(f.output_shift)
+    # the trained models differ: scratch started from random weights
+    e_s = backend.predict(s.model_path, relaxed["frames"][:2]).energies_ev
+    e_f = backend.predict(f.model_path, relaxed["frames"][:2]).energies_ev
+    assert not np.allclose(e_s, e_f)
+    # the estimated rule moved the E0s away from the foundation's
+    found = F.model_e0s(F.load_model(tiny_model), ("Mo",))[42]
+    assert s.e0s_ev["Mo"] != pytest.approx(found, abs=1e-9)
+    # a finished run is not retrained
+    again = backend.train(_spec(tiny_model, relaxed, tmp_path / "scratch", "scratch"))
+    assert again.wall_s == s.wall_s
+
+
+def test_default_scaling_is_degenerate_on_relaxed_frames(tiny_model, relaxed, tmp_path):
+    """mace's default (rms_forces_scaling) on relaxed frames pins the output scale near zero; the foundation's
+    normalisation does not. This is why the first scratch baseline never trained."""
+    backend = MaceBackend()
+    default = backend.train(_spec(tiny_model, relaxed, tmp_path / "d", "scratch", normalisation="rms_forces_scaling",
+                                  max_epochs=2))
+    fair = backend.train(_spec(tiny_model, relaxed, tmp_path / "f", "scratch", max_epochs=2))
+    max_force = max(np.abs(a.arrays["REF_forces"]).max() for a in relaxed["frames"][:6])
+    assert default.output_scale < 2 * max_force < 0.05
+    assert fair.output_scale > 0.05
+    assert fair.output_scale == pytest.approx(output_scale_shift(F.load_model(tiny_model))[0])
+
+
+def test_patience_rule_on_synthetic_curves():
+    """A run is converged only when `patience` evaluations passed without a lower validation loss."""
+    def rows(losses):
+        return [{"mode": "eval", "epoch": k, "loss": v} for k, v in enumerate(losses)]
+
+    assert T.epochs_since_best(rows([3.0, 2.0, 1.0])) == 0  # still improving at the cap: not converged
+    assert T.epochs_since_best(rows([3.0, 1.0, 1.0, 2.0])) == 2  # equal is no improvement (mace's rule)
+
+
+def test_convergence_flag(tiny_model, relaxed, tmp_path):
+    backend = MaceBackend()
+    # lr 0: the validation loss never improves, so patience 1 must stop the run long before its cap
+    stopped = backend.train(_spec(tiny_model, relaxed, tmp_path / "stop", "fine-tune", max_epochs=8, lr=0.0,
+                                  weight_decay=0.0))
+    assert stopped.converged and stopped.epochs_run < 8
+    assert [c["epoch"] for c in stopped.curve][0] == 0
+    # a run that ends at its cap is converged exactly when its curve says patience was exhausted
+    capped = backend.train(_spec(tiny_model, relaxed, tmp_path / "cap", "fine-tune", max_epochs=2, patience=1,
+                                 lr=1e-3))
+    losses = [c["loss"] for c in capped.curve if c["epoch"] > 0]
+    improving = losses[-1] < min(losses[:-1])
+    assert capped.converged == (not improving)
+
+
+def test_fine_tune_refuses_a_normalisation_it_cannot_have(tiny_model, relaxed, tmp_path):
+    with pytest.raises(ValueError, match="scratch runs only"):
+        MaceBackend().train(_spec(tiny_model, relaxed, tmp_path / "x", "fine-tune", normalisation="std_scaling"))
