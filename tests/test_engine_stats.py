@@ -150,7 +150,7 @@ def test_bootstrap_is_seeded_and_independent_of_frame_order():
 
 
 def test_resampling_unit_matters_only_through_the_groups():
-    e = _errors(np.random.default_rng(4).normal(0, 5, 20))  # one frame per group, group ids == ...
+    e = _errors(np.random.default_rng(4).normal(0, 5, 20))  # one frame per group
     same = FrameErrors(e.frame_ids, e.frame_ids, e.n_atoms, e.energy_error_mev_per_atom,
                        e.force_abs_sum_mev_per_ang, e.force_sq_sum_mev2_per_ang2)
     g, f = stats.bootstrap(same, "energy_mae", by="group"), stats.bootstrap(same, "energy_mae", by="frame")
