@@ -92,6 +92,17 @@ def test_unknown_metric_and_bad_arguments_are_refused():
         stats.bootstrap(e, "energy_mae", level=95)
 
 
+def test_concat_pools_disjoint_folds_and_refuses_overlap():
+    a = _errors([1.0, 2.0], groups=["t0", "t0"], n_atoms=[2, 4], prefix="a")
+    b = _errors([3.0, 6.0, 9.0], groups=["t1", "t2", "t2"], prefix="b")
+    both = stats.concat([a, b])
+    assert both.frame_ids == ["a0", "a1", "b0", "b1", "b2"] and both.group_ids[2:] == ["t1", "t2", "t2"]
+    assert stats.energy_mae(both) == pytest.approx(21.0 / 5)
+    assert stats.force_mae(both) == pytest.approx(500.0 / (6 + 48))
+    with pytest.raises(ValueError, match="more than one part, e.g. 'a0'"):
+        stats.concat([a, b, a])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # bootstrap
 

@@ -81,6 +81,24 @@ def force_rmse(errors: FrameErrors) -> float:
     return metric_value(errors, "force_rmse")
 
 
+def concat(parts: Iterable[FrameErrors]) -> FrameErrors:
+    """The errors of several disjoint test sets as one (e.g. the K folds of a cross-validation, so that every
+    structure of the pool enters one interval); ValueError if a frame occurs in two parts."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    ids = [f for p in parts for f in p.frame_ids]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(f for f in ids if f in seen or seen.add(f))
+        raise ValueError(f"{len(ids) - len(set(ids))} frame(s) occur in more than one part, e.g. {dup!r}")
+    return FrameErrors(ids, [g for p in parts for g in p.group_ids],
+                       np.concatenate([p.n_atoms for p in parts]),
+                       np.concatenate([p.energy_error_mev_per_atom for p in parts]),
+                       np.concatenate([p.force_abs_sum_mev_per_ang for p in parts]),
+                       np.concatenate([p.force_sq_sum_mev2_per_ang2 for p in parts]))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Intervals
 # ----------------------------------------------------------------------------------------------------------------
