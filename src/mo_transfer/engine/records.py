@@ -147,24 +147,27 @@ class FrameErrors:
                      "force_sq_sum_mev2_per_ang2"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"FrameErrors.{name} has {len(getattr(self, name))} entries for {n} frames")
+        if np.any(self.n_atoms < 1):
+            raise ValueError("FrameErrors.n_atoms must be positive")
         if len(set(self.frame_ids)) != n:
             raise ValueError("FrameErrors.frame_ids repeats a frame")
 
     def to_dict(self) -> dict:
         return {"frame_ids": list(self.frame_ids), "group_ids": list(self.group_ids),
                 "n_atoms": self.n_atoms.tolist(),
-                "energy_error_mev_per_atom": self.energy_error_mev_per_atom.tolist(),
-                "force_abs_sum_mev_per_ang": [None if not np.isfinite(v) else v
-                                              for v in self.force_abs_sum_mev_per_ang.tolist()],
-                "force_sq_sum_mev2_per_ang2": [None if not np.isfinite(v) else v
-                                               for v in self.force_sq_sum_mev2_per_ang2.tolist()]}
+                "energy_error_mev_per_atom": _nan_to_none(self.energy_error_mev_per_atom),
+                "force_abs_sum_mev_per_ang": _nan_to_none(self.force_abs_sum_mev_per_ang),
+                "force_sq_sum_mev2_per_ang2": _nan_to_none(self.force_sq_sum_mev2_per_ang2)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrameErrors":
         nan = float("nan")
-        return cls(d["frame_ids"], d["group_ids"], d["n_atoms"], d["energy_error_mev_per_atom"],
-                   [nan if v is None else v for v in d["force_abs_sum_mev_per_ang"]],
-                   [nan if v is None else v for v in d["force_sq_sum_mev2_per_ang2"]])
+
+        def floats(values):
+            return [nan if v is None else v for v in values]
+
+        return cls(d["frame_ids"], d["group_ids"], d["n_atoms"], floats(d["energy_error_mev_per_atom"]),
+                   floats(d["force_abs_sum_mev_per_ang"]), floats(d["force_sq_sum_mev2_per_ang2"]))
 
     def subset(self, frame_ids: Sequence[str]) -> "FrameErrors":
         """The errors of the named frames, in that order (KeyError naming a frame this record does not hold)."""
@@ -178,9 +181,17 @@ class FrameErrors:
                            self.force_sq_sum_mev2_per_ang2[idx])
 
 
+def _nan_to_none(values: np.ndarray) -> list:
+    """JSON has no NaN: a missing error is stored as null."""
+    return [v if np.isfinite(v) else None for v in values.tolist()]
+
+
 def frame_errors(frames: Sequence[Atoms], pred: Predictions, frame_ids: Sequence[str], group_ids: Sequence[str],
                  energy_key: str = "REF_energy", forces_key: str = "REF_forces") -> FrameErrors:
     """Per-frame errors of ``pred`` against the frames' reference labels (energy per atom; force error norms)."""
+    if len(pred.energies_ev) != len(frames) or (pred.forces_ev_per_ang and len(pred.forces_ev_per_ang) != len(frames)):
+        raise ValueError(f"predictions for {len(pred.energies_ev)} energies / {len(pred.forces_ev_per_ang)} force "
+                         f"arrays do not match {len(frames)} frames")
     n = np.array([len(a) for a in frames])
     ref_e = np.array([float(a.info[energy_key]) for a in frames])
     de = 1000.0 * (np.asarray(pred.energies_ev, dtype=float) - ref_e) / n
@@ -193,13 +204,3 @@ def frame_errors(frames: Sequence[Atoms], pred: Predictions, frame_ids: Sequence
         abs_sum = sq_sum = np.full(len(frames), np.nan)
     return FrameErrors(list(frame_ids), list(group_ids), n, de, abs_sum, sq_sum)
 
-
-def concat_errors(parts: Sequence[FrameErrors]) -> FrameErrors:
-    """One record of several (e.g. the test folds of a K-fold cross-validation); a frame may occur once only."""
-    if not parts:
-        raise ValueError("nothing to concatenate")
-    return FrameErrors([f for p in parts for f in p.frame_ids], [g for p in parts for g in p.group_ids],
-                       np.concatenate([p.n_atoms for p in parts]),
-                       np.concatenate([p.energy_error_mev_per_atom for p in parts]),
-                       np.concatenate([p.force_abs_sum_mev_per_ang for p in parts]),
-                       np.concatenate([p.force_sq_sum_mev2_per_ang2 for p in parts]))

@@ -23,7 +23,9 @@ from ..training import read_frames
 
 from .backend import get_backend
 from .e0s import fit_offsets
-from .records import FrameErrors, Predictions, TrainSettings, TrainSpec, concat_errors, frame_errors
+from . import baselines
+from .records import FrameErrors, Predictions, TrainSettings, TrainSpec, frame_errors
+from .stats import concat
 
 SCHEMA = "mo_transfer.engine/1"
 TRAIN_JOB_KIND = "mo_transfer.engine.run:train_job"
@@ -90,13 +92,30 @@ def cell_name(exp: Experiment, row: Row, fold: Fold) -> str:
     return f"{exp.name}__{safe}__{fold.split.name}"
 
 
+def _content_hash(spec: TrainSpec) -> str:
+    """Short hash of a spec and the bytes of its data (and foundation file, when it is one): a run folder of
+    other data or settings gets another name instead of clashing with an old one."""
+    import hashlib
+    import json
+
+    from ..foundation import file_sha256
+
+    d = spec.to_dict()
+    d.pop("run_dir")
+    d.pop("threads")
+    files = [file_sha256(spec.train_file), file_sha256(spec.valid_file)]
+    if Path(spec.foundation).is_file():
+        files.append(file_sha256(spec.foundation))
+    return hashlib.sha256(json.dumps([d, files], sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def train_spec(exp: Experiment, row: Row, fold: Fold, work: Path, threads: int = 1) -> TrainSpec:
-    name = cell_name(exp, row, fold)
-    return TrainSpec(backend=row.backend, paradigm=row.paradigm, foundation=row.foundation,
+    spec = TrainSpec(backend=row.backend, paradigm=row.paradigm, foundation=row.foundation,
                      train_file=str(Path(fold.folder) / "train.extxyz"),
-                     valid_file=str(Path(fold.folder) / "valid.extxyz"),
-                     run_dir=str(Path(work) / "runs" / name), settings=row.settings, elements=exp.elements,
-                     threads=threads)
+                     valid_file=str(Path(fold.folder) / "valid.extxyz"), run_dir="", settings=row.settings,
+                     elements=exp.elements, threads=threads)
+    folder = Path(work) / "runs" / f"{cell_name(exp, row, fold)}-{_content_hash(spec)}"
+    return dataclasses.replace(spec, run_dir=str(folder))
 
 
 def train_job(job: Job, tmp_path: Path) -> dict:
@@ -146,13 +165,7 @@ def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None)
 
 def baseline_errors(exp: Experiment, fold: Fold) -> dict[str, FrameErrors]:
     """Trivial predictors fitted on the fold's training frames, scored on its test frames."""
-    train, test = fold.frames("train"), fold.frames("test")
-    out = {}
-    from . import baselines  # the stats helper's module (engine-stats branch)
-
-    for name, pred in baselines.predictions(train, test, exp.elements).items():
-        out[name] = _errors(exp, test, pred)
-    return out
+    return baselines.baseline_errors(fold.frames("train"), fold.frames("test"), exp.group_of)
 
 
 def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential", workers: int = 1,
@@ -162,6 +175,11 @@ def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential
     t0 = time.time()
     specs = {(r.label, f.split.name): train_spec(exp, r, f, work, threads)
              for r in exp.rows if r.settings is not None for f in exp.folds}
+    for (label, fold_name), spec in specs.items():
+        n_train = len(next(f for f in exp.folds if f.split.name == fold_name).split.train)
+        if n_train < spec.settings.batch_size:
+            raise ValueError(f"{exp.name}, row {label!r}, fold {fold_name}: {n_train} training frames is fewer than "
+                             f"one batch ({spec.settings.batch_size}); mace would train on nothing")
     summary = run_jobs([job_of(s) for s in specs.values()], backend=backend, workers=workers, max_attempts=1,
                        desc=exp.name)
     failed = [r for r in summary.records if r.status not in ("done", "skipped")]
@@ -180,7 +198,7 @@ def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential
 
     def combine(parts: list[FrameErrors]) -> list[dict]:
         if exp.design == "kfold":
-            return [concat_errors(parts).to_dict()]
+            return [concat(parts).to_dict()]
         return [p.to_dict() for p in parts]
 
     return {"schema": SCHEMA, "experiment": exp.name, "pool": exp.pool, "design": exp.design,

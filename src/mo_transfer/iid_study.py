@@ -1,0 +1,267 @@
+"""The IID study (the paper's Section 3.1, Table 1) as a protocol for the evaluation engine.
+
+One partition of the relaxation trajectories into K folds serves every row: the FT-E rows train and test on the
+relaxed (E) frames of those trajectories, the FT-E_NE rows on all their frames. So every E frame is tested once,
+by every row, and any two rows compare as a paired difference on identical frames (FT-E against FT-E_NE included).
+The paper's random split of FT-E_NE frames is kept beside its trajectory-lookup baseline, which shows its leak.
+
+Two protocols: ``paper`` (the paper's constants for both paradigms, lr 3e-4) and ``tuned`` (each paradigm's
+learning rate chosen on the validation loss of fold 0 from the profile's grid, then used on every fold).
+Prose and tables live in :mod:`mo_transfer.iid_report`; this module computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from . import cache, splits
+from .engine import folds as folds_mod
+from .engine.run import Experiment, Fold, Row, prepare_fold, run_experiment
+from .engine.records import TrainSettings
+from .profiles import Profile, get_profile
+from .training import TRAIN_ELEMENTS
+
+CACHE_NAME = "iid"
+NOTEBOOK = "03_iid"
+SCHEMA = "mo_transfer.iid/2"
+SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L"}
+#: The mace default-scaled scratch row is run at this scale only (what the paper most likely ran; one scale shows it).
+DEFAULT_SCALING_SCALE = "small"
+
+
+class OldCacheLayout(ValueError):
+    """A cached IID result written before the evaluation engine; the message names the recompute command."""
+
+
+def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation") -> TrainSettings:
+    """Training settings of an engine run: the paper's constants, the profile's cap, patience, batch and dtype."""
+    return TrainSettings(max_epochs=p.engine_max_epochs, patience=p.engine_patience, lr=lr or p.lr,
+                         weight_decay=p.weight_decay, ema_decay=p.ema_decay, energy_weight=p.energy_weight,
+                         forces_weight=p.forces_weight, batch_size=p.batch_size, seed=p.seed,
+                         default_dtype=p.default_dtype, device=p.device, normalisation=normalisation,
+                         e0_rule="estimated")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Splits: one trajectory partition, restricted to E frames, size-matched, and the paper's random split
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def partition(ne_frames: Sequence[Atoms], p: Profile) -> list[splits.Split]:
+    """K folds of whole trajectories over the FT-E_NE pool (seed 42)."""
+    return folds_mod.group_kfold_splits(ne_frames, k=p.iid_folds, seed=p.seed, name_prefix="traj")
+
+
+def restrict(split: splits.Split, keep: Sequence[str], name: str) -> splits.Split:
+    """The split limited to the frame ids ``keep`` (e.g. the E frames); the pool fingerprint becomes theirs."""
+    keep_set = set(keep)
+    parts = {k: [f for f in v if f in keep_set] for k, v in split.subsets().items()}
+    pool = sorted(keep_set)
+    return splits.Split(name, f"{split.rule}|restricted", split.seed, len(pool), splits.pool_sha256(pool),
+                        parts["train"], parts["valid"], parts["test"], {**split.params, "restricted_from": split.name})
+
+
+def size_matched(split: splits.Split, n_train: int, seed: int, name: str) -> splits.Split:
+    """The split with its training frames subsampled (seeded) to ``n_train``; valid and test unchanged."""
+    if n_train > len(split.train):
+        raise splits.SplitError(f"cannot size-match {split.name} to {n_train} training frames: it has "
+                                f"{len(split.train)}")
+    rng = np.random.default_rng([seed, n_train])
+    train = [split.train[i] for i in sorted(rng.choice(len(split.train), n_train, replace=False))]
+    return dataclasses.replace(split, name=name, train=train, params={**split.params, "size_matched_to": n_train})
+
+
+def e_ids(frames: Sequence[Atoms]) -> list[str]:
+    """Frame ids of the relaxed (E) frames."""
+    return [splits.frame_id(a) for a in frames if a.info.get("state") == "E"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rows
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def label(prefix: str, scale: str, protocol: str = "paper", extra: str = "") -> str:
+    """Row label in the paper's naming: ``FT-E(S)``, ``Scratch-E(M), tuned``, ``Zero-shot-E(S), refit``."""
+    text = f"{prefix}({SCALE_LETTER[scale]})"
+    if protocol != "paper":
+        text += f", {protocol}"
+    return text + (f", {extra}" if extra else "")
+
+
+def e_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str, float]] | None) -> tuple[Row, ...]:
+    """Rows on the FT-E pool: zero-shot (raw, refit references), scratch and fine-tune under both protocols, and
+    mace's default-scaled scratch at one scale."""
+    rows = []
+    for scale in p.model_scales:
+        f = foundations[scale]
+        rows += [Row(label("Zero-shot-E", scale), "zero-shot", f, scale=scale),
+                 Row(label("Zero-shot-E", scale, extra="refit"), "zero-shot", f, scale=scale, refit_references=True),
+                 Row(label("Scratch-E", scale), "scratch", f, scale=scale, settings=settings(p)),
+                 Row(label("FT-E", scale), "fine-tune", f, scale=scale, settings=settings(p))]
+        if tuned:
+            for paradigm, prefix in (("scratch", "Scratch-E"), ("fine-tune", "FT-E")):
+                rows.append(Row(label(prefix, scale, "tuned"), paradigm, f, scale=scale, protocol="tuned",
+                                settings=settings(p, tuned[scale][paradigm])))
+        if scale == DEFAULT_SCALING_SCALE or (DEFAULT_SCALING_SCALE not in p.model_scales and scale == p.model_scales[0]):
+            rows.append(Row(label("Scratch-E", scale, extra="mace default scaling"), "scratch", f, scale=scale,
+                            protocol="mace-default", settings=settings(p, normalisation="rms_forces_scaling")))
+    return tuple(rows)
+
+
+def ene_rows(p: Profile, foundations: dict[str, str], prefix: str = "FT-E_NE", extra: str = "") -> tuple[Row, ...]:
+    """Fine-tune rows on FT-E_NE frames (the paper's protocol), one per scale."""
+    return tuple(Row(label(prefix, s, extra=extra), "fine-tune", foundations[s], scale=s, settings=settings(p))
+                 for s in p.model_scales)
+
+
+def lr_grid_rows(p: Profile, foundations: dict[str, str]) -> tuple[Row, ...]:
+    """One row per (scale, paradigm, grid lr), trained on fold 0 only, for the tuned protocol's choice."""
+    return tuple(Row(f"{para}({SCALE_LETTER[s]}) lr {lr:g}", para, foundations[s], scale=s, protocol="lr-grid",
+                     settings=settings(p, lr)) for s in p.model_scales for para in ("scratch", "fine-tune")
+                 for lr in p.tuned_lrs)
+
+
+def select_lrs(grid_result: dict) -> dict[str, dict[str, float]]:
+    """The tuned protocol's lr per scale and paradigm: the lowest best validation loss on fold 0."""
+    best: dict[str, dict[str, tuple[float, float]]] = {}
+    rows = {r["label"]: r for r in grid_result["rows"]}
+    for cell in grid_result["cells"]:
+        row = rows[cell["row"]]
+        loss = min(c["loss"] for c in cell["training"]["curve"])
+        scale, para, lr = row["scale"], row["paradigm"], row["settings"]["lr"]
+        if loss < best.setdefault(scale, {}).get(para, (np.inf, 0.0))[0]:
+            best[scale][para] = (loss, lr)
+    return {s: {para: v[1] for para, v in d.items()} for s, d in best.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Experiments and the whole study
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def experiments(p: Profile, ne_frames: Sequence[Atoms], foundations: dict[str, str], work: Path,
+                tuned: dict[str, dict[str, float]] | None) -> list[Experiment]:
+    """The study's experiments on one trajectory partition (see the module docstring)."""
+    e_frame_ids = set(e_ids(ne_frames))
+    e_frames = [a for a in ne_frames if splits.frame_id(a) in e_frame_ids]
+    part = partition(ne_frames, p)
+    e_folds = tuple(prepare_fold(e_frames, restrict(s, e_frame_ids, s.name.replace("traj", "E")), work)
+                    for s in part)
+    n_ene = p.iid_folds_ene or p.iid_folds
+    ne_folds = tuple(prepare_fold(ne_frames, s, work) for s in part[:n_ene])
+    matched = tuple(prepare_fold(ne_frames, size_matched(s, len(e.split.train), p.seed,
+                                                         s.name.replace("traj", "matched")), work)
+                    for s, e in zip(part[:n_ene], e_folds))
+    random = splits.iid_split(ne_frames, p.seed, name="random-r0")
+    exps = [Experiment("FT-E", "FT-E", e_folds, e_rows(p, foundations, tuned), TRAIN_ELEMENTS),
+            Experiment("FT-E_NE", "FT-E_NE", ne_folds, ene_rows(p, foundations), TRAIN_ELEMENTS),
+            Experiment("FT-E_NE size-matched", "FT-E_NE", matched,
+                       ene_rows(p, foundations, extra="size-matched"), TRAIN_ELEMENTS),
+            Experiment("FT-E_NE random split", "FT-E_NE", (prepare_fold(ne_frames, random, work),),
+                       ene_rows(p, foundations, extra="random split"), TRAIN_ELEMENTS, design="repeats")]
+    return exps
+
+
+def compute(profile: str | Profile, data_frames: Sequence[Atoms], foundations: dict[str, str], work: str | Path,
+            backend: str = "sequential", workers: int = 1) -> dict:
+    """Run the study: the lr grid on fold 0, then every experiment; returns the JSON-able result."""
+    p = get_profile(profile)
+    work = Path(work)
+    t0 = time.time()
+    e_frame_ids = set(e_ids(data_frames))
+    e_frames = [a for a in data_frames if splits.frame_id(a) in e_frame_ids]
+    fold0 = partition(data_frames, p)[0]
+    grid_fold = prepare_fold(e_frames, restrict(fold0, e_frame_ids, fold0.name.replace("traj", "E")), work)
+    grid = run_experiment(Experiment("lr-grid", "FT-E", (grid_fold,), lr_grid_rows(p, foundations), TRAIN_ELEMENTS),
+                          work, backend, workers)
+    tuned = select_lrs(grid)
+    results = {e.name: run_experiment(e, work, backend, workers)
+               for e in experiments(p, data_frames, foundations, work, tuned)}
+    return {"schema": SCHEMA, "profile": p.name, "tuned_lrs": tuned, "lr_grid": grid, "experiments": results,
+            "n_frames": {"FT-E": len(e_frames), "FT-E_NE": len(data_frames)},
+            "n_trajectories": len({folds_mod.traj_group(a) for a in data_frames}),
+            "wall_s": round(time.time() - t0, 1)}
+
+
+def check_layout(doc_result: dict, profile: str) -> dict:
+    """Refuse a cached result of the layout before the engine, naming the command that recomputes it."""
+    if not isinstance(doc_result, dict) or doc_result.get("schema") != SCHEMA:
+        raise OldCacheLayout(
+            f"data/results/{profile}/{CACHE_NAME}.json is in a layout written before the evaluation engine "
+            f"(schema {doc_result.get('schema') if isinstance(doc_result, dict) else None!r}, expected {SCHEMA!r}); "
+            f"recompute it with `.venv/bin/python -m mo_transfer.recompute iid --profile {profile}` "
+            f"(or `make notebooks PROFILE={profile} RECOMPUTE=1`)")
+    return doc_result
+
+
+def load(profile: str | Profile, root: str | Path | None = None) -> dict:
+    """The cached IID result of a profile (CacheMissing if absent, OldCacheLayout if of the old layout)."""
+    p = get_profile(profile)
+    return check_layout(cache.load(CACHE_NAME, p, root, NOTEBOOK), p.name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry points: data and foundations of a profile, cached results
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def study_frames(profile: str | Profile, root: str | Path | None = None) -> list[Atoms]:
+    """The FT-E_NE pool the study partitions (its E frames are FT-E). The smoke profile keeps whole trajectories,
+    seeded, up to ``max_frames`` frames, so every kept E frame comes with its relaxation."""
+    from . import data_report
+
+    p = get_profile(profile)
+    root = Path(root if root is not None else cache.repo_root())
+    pools, _, _ = data_report.build_pools(root / "data" / "dft")
+    frames = list(pools.get("FT-E_NE", []))
+    if p.max_frames is None or len(frames) <= p.max_frames:
+        return frames
+    by_traj: dict[str, list[Atoms]] = {}
+    for a in frames:
+        by_traj.setdefault(folds_mod.traj_group(a), []).append(a)
+    keys = sorted(by_traj)
+    kept: list[Atoms] = []
+    for i in np.random.default_rng(p.seed).permutation(len(keys)):
+        group = by_traj[keys[i]]
+        if len(kept) + len(group) <= p.max_frames:
+            kept += group
+    return kept
+
+
+def foundations_of(profile: str | Profile, work: Path, root: str | Path | None = None) -> dict[str, str]:
+    """Foundation model path per scale of a profile (smoke: a tiny model pretrained on synthetic labels)."""
+    from .iid import foundation_paths
+
+    return {s: str(f) for s, f in foundation_paths(profile, work, root).items()}
+
+
+def default_work_dir(profile: str | Profile, root: str | Path | None = None) -> Path:
+    """Where the study's splits and training runs live (ignored by git)."""
+    p = get_profile(profile)
+    return Path(root if root is not None else cache.repo_root()) / "_build" / "runs" / p.name / "iid-engine"
+
+
+def load_results(profile: str | Profile, recompute: bool = False, root: str | Path | None = None,
+                 backend: str = "sequential", workers: int = 1) -> tuple[dict | None, str | None]:
+    """``(result, None)`` from the cache (or a fresh computation with ``recompute``), else ``(None, message)``
+    naming the recompute command: for a missing cache and for one in the layout before the engine."""
+    p = get_profile(profile)
+    work = default_work_dir(p, root)
+
+    def compute_fn() -> dict:
+        return compute(p, study_frames(p, root), foundations_of(p, work, root), work, backend, workers)
+
+    result, message = cache.load_results(CACHE_NAME, p, compute_fn, recompute, root, NOTEBOOK)
+    if result is None:
+        return None, message
+    try:
+        return check_layout(result, p.name), None
+    except OldCacheLayout as err:
+        return None, str(err)
