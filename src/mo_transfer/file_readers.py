@@ -36,17 +36,44 @@ def _open_text(path: Path) -> str:
 def _generic(images: list[Atoms], path: Path, source_name: str | None, as_trajectory: bool | None,
              converged: bool | None, fmax_converged_ev_per_ang: float) -> list[Atoms]:
     stem = re.sub(r"\.(extxyz|xyz|traj|db)(\.gz)?$", "", path.name)
+    source = source_name or str(path)
     if as_trajectory is None:  # frames that name their trajectory, or .traj files, are trajectories
         as_trajectory = path.suffix == ".traj" or all("traj_id" in a.info for a in images)
     if not as_trajectory:
-        return standardize_trajectory(images, source_name or str(path), config_id=stem, relaxation=False)
-    conv = converged if converged is not None else _fmax_ev_per_ang(images[-1]) <= fmax_converged_ev_per_ang
-    return standardize_trajectory(images, source_name or str(path), config_id=stem, converged=conv)
+        return standardize_trajectory(images, source, config_id=stem, relaxation=False)
+    if not all("traj_id" in a.info for a in images):  # one unnamed trajectory (an ASE .traj file)
+        conv = converged if converged is not None else _fmax_ev_per_ang(images[-1]) <= fmax_converged_ev_per_ang
+        return standardize_trajectory(images, source, config_id=stem, converged=conv)
+    return _by_trajectory(images, source, stem, converged, fmax_converged_ev_per_ang)
+
+
+def _by_trajectory(images: list[Atoms], source: str, stem: str, converged: bool | None,
+                   fmax_converged_ev_per_ang: float) -> list[Atoms]:
+    """Frames grouped by their ``traj_id`` (a file may hold many relaxations), each group in ``step`` order (file
+    order without one): states NE..NE and E for a group's last frame when its fmax <= the threshold (or
+    ``converged``), unless the frames carry their own states. ``source_frame`` is the frame's index in the file."""
+    groups: dict[str, list[int]] = {}
+    for k, a in enumerate(images):
+        groups.setdefault(str(a.info["traj_id"]), []).append(k)
+    out: list[tuple[int, Atoms]] = []
+    for traj_id, idx in groups.items():
+        if all(isinstance(images[k].info.get("step"), (int, np.integer)) for k in idx):
+            idx = sorted(idx, key=lambda k: (int(images[k].info["step"]), k))
+        members = [images[k] for k in idx]
+        conv = converged if converged is not None else _fmax_ev_per_ang(members[-1]) <= fmax_converged_ev_per_ang
+        frames = standardize_trajectory(members, source, config_id=stem, traj_id=traj_id, converged=conv)
+        for k, src, f in zip(idx, members, frames):
+            if "source_frame" not in src.info:  # provenance of a round-tripped pool file is kept
+                f.info["source_frame"] = k
+            out.append((k, f))
+    return [f for _, f in sorted(out, key=lambda kf: kf[0])]
 
 
 def read_extxyz(path: str | Path, *, source_name: str | None = None, as_trajectory: bool | None = None,
                 converged: bool | None = None, fmax_converged_ev_per_ang: float = 0.05) -> list[Atoms]:
-    """Every frame of an extxyz file (plain or .gz); frames carrying traj_id/step/state (our GPAW schema) keep them."""
+    """Every frame of an extxyz file (plain or .gz). Frames that all carry ``traj_id`` are relaxations grouped by it
+    (one file may hold many; E for a group's last frame when its fmax <= ``fmax_converged_ev_per_ang``); frames
+    carrying step/state too (our GPAW schema, written pools) keep them. Otherwise every frame is a single point."""
     path = Path(path)
     return _generic(_ase_read(path, "extxyz"), path, source_name, as_trajectory, converged, fmax_converged_ev_per_ang)
 

@@ -1,4 +1,8 @@
-"""The paper's pools (FT-E, FT-E_NE, unseen, single points), written with a manifest and read back verified."""
+"""The paper's pools (FT-E, FT-E_NE, unseen, single points), written with a manifest and read back verified.
+
+Relaxation frames outside the design (no Mo host, or more dopant than the dilute bound, :mod:`composition`) go to
+the named pools ``non_host`` and ``concentrated``: kept, never mixed into FT-E, FT-E_NE or unseen.
+"""
 
 from __future__ import annotations
 
@@ -12,31 +16,38 @@ from typing import Any
 
 from ase import Atoms
 
+from mo_transfer.composition import CONCENTRATED_POOL, NON_HOST_POOL, CompositionRule, design_class
 from mo_transfer.frames import ENERGY_KEY, FORCES_KEY, DatasetError
 from mo_transfer.jobs import atomic_write_text
 from mo_transfer.quarantine import QuarantineReport
 from mo_transfer.structures import HOST, UNSEEN
 
-POOLS: tuple[str, ...] = ("FT-E", "FT-E_NE", "unseen", "single_point")
+POOLS: tuple[str, ...] = ("FT-E", "FT-E_NE", "unseen", "single_point", NON_HOST_POOL, CONCENTRATED_POOL)
+#: The pools of the paper's design (what the studies train and test on).
+DESIGN_POOLS: tuple[str, ...] = ("FT-E", "FT-E_NE", "unseen")
 MANIFEST_SCHEMA = "mo_transfer.dataset.pools/1"
 
 
-def pool_of(atoms: Atoms, unseen: Sequence[str] = UNSEEN) -> list[str]:
-    """Pools of a frame: single points -> 'single_point'; relaxation frames with an unseen element -> 'unseen';
-    other relaxation frames -> FT-E_NE, and FT-E too for state E (FT-E is a subset of FT-E_NE, as in the paper)."""
+def pool_of(atoms: Atoms, unseen: Sequence[str] = UNSEEN, rule: CompositionRule | None = None) -> list[str]:
+    """Pools of a frame: single points -> 'single_point'; relaxation frames without the host -> 'non_host', above
+    the dilute bound -> 'concentrated' (unless ``rule`` opts in); with an unseen element -> 'unseen'; other
+    relaxation frames -> FT-E_NE, and FT-E too for state E (FT-E is a subset of FT-E_NE, as in the paper)."""
     state = atoms.info.get("state")
     if state not in ("E", "NE"):
         return ["single_point"]
+    cls = design_class(atoms, rule)
+    if cls != "design":
+        return [cls]
     if set(atoms.get_chemical_symbols()) & set(unseen):
         return ["unseen"]
     return ["FT-E", "FT-E_NE"] if state == "E" else ["FT-E_NE"]
 
 
-def split_pools(frames: Sequence[Atoms]) -> dict[str, list[Atoms]]:
+def split_pools(frames: Sequence[Atoms], rule: CompositionRule | None = None) -> dict[str, list[Atoms]]:
     """The paper's pools, each sorted by (source_file, source_frame) so the order never depends on the input's."""
     pools: dict[str, list[Atoms]] = {name: [] for name in POOLS}
     for a in frames:
-        for name in pool_of(a):
+        for name in pool_of(a, rule=rule):
             pools[name].append(a)
     key = lambda a: (str(a.info.get("source_file", "")), int(a.info.get("source_frame", -1)))  # noqa: E731
     return {name: sorted(members, key=key) for name, members in pools.items()}
@@ -77,14 +88,17 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_pools(frames: Sequence[Atoms], outdir: str | Path, report: QuarantineReport | None = None) -> dict:
+def write_pools(frames: Sequence[Atoms], outdir: str | Path, report: QuarantineReport | None = None,
+                rule: CompositionRule | None = None, source: dict | None = None) -> dict:
     """Write ``<pool>.extxyz`` for every pool (+ quarantine.csv if a report is given) and ``manifest.json`` last.
 
     Every file is written atomically (temp + rename) and deterministically; the manifest records counts by pool,
-    lattice, |D(s)|, dopant and state, each file's sha256, and ``manifest_sha256`` over everything else.
+    lattice, |D(s)|, dopant and state, each file's sha256, the composition rule, the data source (``source``, e.g.
+    :meth:`mo_transfer.data_source.DataSource.provenance`) and ``manifest_sha256`` over everything else.
     """
     outdir = Path(outdir)
-    pools = split_pools(frames)
+    rule = rule or CompositionRule()
+    pools = split_pools(frames, rule)
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "host": HOST,
@@ -92,7 +106,10 @@ def write_pools(frames: Sequence[Atoms], outdir: str | Path, report: QuarantineR
         "forces_key": FORCES_KEY,
         "units": {"energy": "eV (total)", "forces": "eV/A", "positions": "A"},
         "pools": {},
+        "composition_rule": rule.to_dict(),
     }
+    if source is not None:
+        manifest["source"] = source
     for name, members in pools.items():
         text = extxyz_text(members)
         filename = f"{name}.extxyz"
@@ -120,6 +137,8 @@ def load_pools(outdir: str | Path, verify: bool = True) -> dict[str, list[Atoms]
     import ase.io
 
     outdir = Path(outdir)
+    if not (outdir / "manifest.json").is_file():
+        raise DatasetError(f"{outdir}: no manifest.json here; not a folder written by write_pools")
     manifest = json.loads((outdir / "manifest.json").read_text())
     pools = {}
     for name, entry in manifest["pools"].items():
@@ -129,3 +148,9 @@ def load_pools(outdir: str | Path, verify: bool = True) -> dict[str, list[Atoms]
             raise DatasetError(f"{path}: sha256 differs from manifest.json (file changed after writing)")
         pools[name] = ase.io.read(io.StringIO(text), index=":", format="extxyz") if text else []
     return pools
+
+
+def pooled_frames(pools: dict[str, list[Atoms]]) -> list[Atoms]:
+    """Every frame of a set of pools once (FT-E is a subset of FT-E_NE, so its frames are not repeated)."""
+    seen_ne = "FT-E_NE" in pools
+    return [a for name, members in pools.items() if not (name == "FT-E" and seen_ne) for a in members]
