@@ -88,16 +88,38 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _refuse_invalid(frames: Sequence[Atoms], config=None) -> None:
+    """Raise :class:`DatasetError` naming file, frame and field of every frame ``validate`` would exclude on its own
+    (missing / NaN / ill-shaped labels, foreign elements, labels outside the physical bounds): pools hold only
+    validated frames, so ``ingest_vasp_tree`` straight into ``write_pools`` fails loudly instead of writing them."""
+    from mo_transfer.physical_checks import bound_problems
+    from mo_transfer.validation import ValidationConfig, _frame_problems, _where
+
+    cfg = config or ValidationConfig()
+    lines = []
+    for pos, a in enumerate(frames):
+        problems = _frame_problems(a, cfg)
+        problems = problems or bound_problems(a, cfg.bounds)
+        src, frame = _where(a, pos)
+        lines += [f"{src} frame {frame}: field '{fld}': {reason}" for fld, reason in problems]
+    if lines:
+        raise DatasetError(f"{len(lines)} problem(s) in frames given to write_pools; run validate() first and write "
+                           f"the frames it keeps:\n" + "\n".join(lines))
+
+
 def write_pools(frames: Sequence[Atoms], outdir: str | Path, report: QuarantineReport | None = None,
-                rule: CompositionRule | None = None, source: dict | None = None) -> dict:
+                rule: CompositionRule | None = None, source: dict | None = None, config=None) -> dict:
     """Write ``<pool>.extxyz`` for every pool (+ quarantine.csv if a report is given) and ``manifest.json`` last.
 
     Every file is written atomically (temp + rename) and deterministically; the manifest records counts by pool,
     lattice, |D(s)|, dopant and state, each file's sha256, the composition rule, the data source (``source``, e.g.
-    :meth:`mo_transfer.data_source.DataSource.provenance`) and ``manifest_sha256`` over everything else.
+    :meth:`mo_transfer.data_source.DataSource.provenance`) and ``manifest_sha256`` over everything else. Frames
+    that ``validate`` (with ``config``, a :class:`~mo_transfer.validation.ValidationConfig`) would exclude on their
+    own raise :class:`DatasetError` naming file, frame and field: validate first.
     """
     outdir = Path(outdir)
     rule = rule or CompositionRule()
+    _refuse_invalid(frames, config)
     pools = split_pools(frames, rule)
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
