@@ -468,16 +468,22 @@ def test_single_point_batches_are_not_trajectories():
 
 
 def test_own_vasp_folder_replaces_our_data_in_the_pools(monkeypatch, tmp_path):
-    """MO_TRANSFER_VASP_DIR points every notebook at a reader's own VASP runs instead of our GPAW data."""
+    """MO_TRANSFER_DATA (or the older MO_TRANSFER_VASP_DIR) points every notebook at a reader's own VASP runs instead
+    of our GPAW data; these 2-atom cells are 50 at% dopant, so they arrive set aside as 'concentrated'."""
     from mo_transfer import data_report
 
     monkeypatch.delenv(data_report.OWN_DATA_ENV, raising=False)
+    monkeypatch.delenv("MO_TRANSFER_VASP_DIR", raising=False)
     assert data_report.own_data_dir() is None
-    monkeypatch.setenv(data_report.OWN_DATA_ENV, str(VASP_ROOT))
+    monkeypatch.setenv("MO_TRANSFER_VASP_DIR", str(VASP_ROOT))
     pools, report, _ = data_report.build_pools(tmp_path / "empty-gpaw-root")
     expected, _ = ds.validate(ds.ingest_vasp_tree(VASP_ROOT))
-    got = [f.info["traj_id"] for f in pools["FT-E_NE"]]
+    got = [f.info["traj_id"] for f in pools["concentrated"]]
     assert got and sorted(got) == sorted(f.info["traj_id"] for f in expected)
-    monkeypatch.setenv(data_report.OWN_DATA_ENV, str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match="is not a folder of VASP runs"):
+    assert not pools["FT-E_NE"] and len(report.flagged) == 5
+    opt_in = ds.ValidationConfig(composition=OPT_IN)
+    pools, _, _ = data_report.build_pools(tmp_path / "empty-gpaw-root", config=opt_in)
+    assert len(pools["FT-E_NE"]) == 5 and len(pools["FT-E"]) == 1
+    monkeypatch.setenv("MO_TRANSFER_VASP_DIR", str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="MO_TRANSFER_VASP_DIR="):
         data_report.build_pools(tmp_path)
