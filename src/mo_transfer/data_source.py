@@ -12,7 +12,8 @@ Set ``MO_TRANSFER_DATA`` to a path and every notebook (2-5) trains and tests on 
 The kind is detected from the path (:func:`detect_kind`). Whatever the kind, the frames are validated on the way in
 (:func:`mo_transfer.validation.validate`: bounds, composition, duplicates...) and split into pools, and the result
 carries a label, an advice for "too few frames" and a provenance record naming the actual source, so that no page
-calls the reader's data "our GPAW data" and no profile swaps in synthetic data for it (:attr:`DataSource.synthetic_allowed`).
+calls the reader's data "our GPAW data" and no profile swaps in synthetic data for it
+(:attr:`DataSource.synthetic_allowed`).
 The older ``MO_TRANSFER_VASP_DIR`` is still read, as a VASP tree, when ``MO_TRANSFER_DATA`` is not set.
 """
 

@@ -248,7 +248,8 @@ def validate(frames: Sequence[Atoms], config: ValidationConfig | None = None, st
     outliers = _energy_outliers(alive, cfg)
     for pos, (fld, reason, z) in sorted(outliers.items()):
         excluded = abs(z) > cfg.outlier_exclude_z
-        tail = f" > {cfg.outlier_exclude_z:g}: inconsistent with the per-element energies of the rest" if excluded else ""
+        tail = (f" > {cfg.outlier_exclude_z:g}: inconsistent with the per-element energies of the rest"
+                if excluded else "")
         report.add(*_where(frames[pos], pos), fld, reason + tail, action="excluded" if excluded else "flagged")
     alive = [(pos, a) for pos, a in alive if not (pos in outliers and abs(outliers[pos][2]) > cfg.outlier_exclude_z)]
     for pos, a in alive:
