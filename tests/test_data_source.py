@@ -110,3 +110,17 @@ def test_build_pools_uses_the_setting_and_records_the_source(no_setting, tmp_pat
     assert manifest["pools"]["non_host"]["n_frames"] == 6
     assert any(e.field == "steps" and e.source_file == "truncated_pair/bcc-Nb/vasprun.xml" for e in report.entries)
     assert data_report.source_summary()["label"].startswith("your VASP runs in")
+
+
+def test_extxyz_without_trajectory_ids_is_named_in_the_report(no_setting, tmp_path):
+    frames = ds.read_extxyz(FIXTURES / "extxyz_sets" / "relaxations.extxyz")
+    for a in frames:  # energies and forces only, as many published sets come
+        a.info = {ds.ENERGY_KEY: a.info[ds.ENERGY_KEY]}
+    import ase.io
+
+    ase.io.write(tmp_path / "points.extxyz", frames, format="extxyz")
+    no_setting.setenv(data_source.DATA_ENV, str(tmp_path / "points.extxyz"))
+    loaded = data_source.load_study_data(tmp_path)
+    assert not loaded.pools["FT-E"] and len(loaded.pools["single_point"]) == 6
+    (line,) = [e for e in loaded.report.entries if e.field == "traj_id"]
+    assert line.source_file == "points.extxyz" and "single points" in line.reason

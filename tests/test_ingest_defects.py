@@ -224,3 +224,26 @@ def test_write_pools_refuses_frames_that_were_not_validated(tmp_path):
     assert "relaxations.extxyz frame 1: field 'REF_forces'" in str(err.value)
     assert "relaxations.extxyz frame 4: field 'REF_energy'" in str(err.value)
     assert not (tmp_path / "pools" / "manifest.json").exists()
+
+
+def test_complete_vasprun_wins_over_a_cut_outcar(tmp_path):
+    root = _tree(tmp_path, "isif3")
+    outcar = root / "isif3" / "bcc-Cr" / "OUTCAR"
+    text = outcar.read_text()
+    cut = text.index("Iteration      4(")  # the OUTCAR ends inside step 4 of 6
+    outcar.write_text(text[:cut])
+    frames, kept, report = _ingest(root)
+    assert len(kept) == 6 and {a.info["source_file"] for a in kept} == {"isif3/bcc-Cr/vasprun.xml"}
+    assert _states(kept, "isif3/bcc-Cr")[-1] == "E"
+    (line,) = [e for e in report.entries if e.field == "steps"]
+    assert (line.source_file, line.source_frame) == ("isif3/bcc-Cr/OUTCAR", 3)
+    assert "cut" in line.reason and "vasprun.xml holds 6" in line.reason
+
+
+def test_an_unreadable_later_stage_keeps_the_earlier_ones_as_NE(tmp_path):
+    root = _tree(tmp_path, "stages_plain")
+    (root / "stages_plain" / "bcc-V" / "OUTCAR.relax2").write_text("not an OUTCAR\n")
+    frames, kept, report = _ingest(root)
+    assert len(kept) == 4 and set(_states(kept, "stages_plain/bcc-V")) == {"N"}
+    (line,) = [e for e in report.entries if e.field == "file"]
+    assert line.source_file == "stages_plain/bcc-V/OUTCAR.relax2" and "before it are kept" in line.reason

@@ -160,11 +160,17 @@ def read_source(source: DataSource, report: QuarantineReport | None = None,
     for path in files:
         rel = path.name if source.path.is_file() else path.relative_to(source.path).as_posix()
         try:
-            frames += read_extxyz(path, source_name=rel)
+            got = read_extxyz(path, source_name=rel)
         except DatasetError as err:
             if report is None:
                 raise
             report.add(rel, -1, "file", str(err))
+            continue
+        if report is not None and got and all(a.info.get("state") == "SP" for a in got):
+            report.add(rel, 0, "traj_id", f"no frame carries traj_id: all {len(got)} frames are single points, which "
+                                          f"no study trains on; give each relaxation's frames a traj_id (and step) "
+                                          f"to use them", action="flagged")
+        frames += got
     return frames
 
 

@@ -14,6 +14,9 @@ Every name below is importable from ``mo_transfer.dataset`` as before the split.
 
 from __future__ import annotations
 
+from mo_transfer.composition import (  # noqa: F401
+    DILUTE_MAX_DOPANT_FRACTION, CompositionRule, design_class, dopant_fraction,
+)
 from mo_transfer.file_readers import (  # noqa: F401
     _ase_read, _open_text, load_gpaw_sets, read_db, read_extxyz, read_frames, read_traj,
 )
@@ -23,10 +26,13 @@ from mo_transfer.frames import (  # noqa: F401
     lattice_constant_ang, standardize_frame, standardize_trajectory,
 )
 from mo_transfer.pools import (  # noqa: F401
-    MANIFEST_SCHEMA, POOLS, _sha256, extxyz_text, load_pools, pool_of, split_pools, write_pools,
+    DESIGN_POOLS, MANIFEST_SCHEMA, POOLS, _sha256, extxyz_text, load_pools, pool_of, pooled_frames, split_pools,
+    write_pools,
 )
+from mo_transfer.physical_checks import PhysicalBounds, bound_problems  # noqa: F401
 from mo_transfer.quarantine import QuarantineEntry, QuarantineReport  # noqa: F401
 from mo_transfer.validation import ValidationConfig, validate  # noqa: F401
 from mo_transfer.vasp_runs import (  # noqa: F401
-    _VASP_NAMES, VaspRunInfo, ingest_vasp_tree, read_outcar, read_vasprun, vasp_run_dirs,
+    _VASP_NAMES, VASP_FILE_RE, VaspRunInfo, ingest_vasp_tree, read_outcar, read_vasp_run, read_vasprun, run_stages,
+    vasp_run_dirs,
 )

@@ -274,7 +274,19 @@ def read_vasp_run(folder: str | Path, *, root: str | Path | None = None, report:
     stages = run_stages(folder)
     if not stages:
         raise DatasetError(f"{folder}: no vasprun.xml or OUTCAR (plain, .gz, or .relaxN) in this folder")
-    parts = [_read_stage(files, root, report) for _, files in stages]
+    parts: list[_StageRead] = []
+    broken = False
+    for _, files in stages:
+        try:
+            parts.append(_read_stage(files, root, report))
+        except DatasetError as exc:
+            if report is None or not parts:
+                raise
+            first = next(iter(files.values())).relative_to(root).as_posix()
+            report.add(first, -1, "file", f"{exc}; the {len(parts)} stage(s) before it are kept, all NE (the run's "
+                                          f"end is unknown)")
+            broken = True
+            break
     last = parts[-1]
     images = [im for part in parts for im in part.images]
     where = [(part.rel, k) for part in parts for k in range(len(part.images))]
@@ -282,7 +294,7 @@ def read_vasp_run(folder: str | Path, *, root: str | Path | None = None, report:
         report.add(last.rel, len(last.images) - 1, "state",
                    f"{last.path.name} ends without {_end_marker(last)}: the run is incomplete, so its last step is "
                    f"kept as NE (never E)", action="flagged")
-    conv = last.info.complete and (last.info.ibrion != 0) and last.info.converged(last.images)
+    conv = not broken and last.info.complete and last.info.ibrion != 0 and last.info.converged(last.images)
     info = replace(last.info, isif=next((p.info.isif for p in parts if p.info.variable_cell), last.info.isif))
     frames = _standardize_run(images, info, conv, last.rel, config_id or folder.name, traj_id or folder.name)
     for a, (rel, k) in zip(frames, where):
