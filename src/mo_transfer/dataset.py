@@ -22,8 +22,8 @@ from mo_transfer.file_readers import (  # noqa: F401
 )
 from mo_transfer.frames import (  # noqa: F401
     _DERIVED, _FROM_SOURCE, ENERGY_KEY, FORCES_KEY, META_KEYS, STATES, DatasetError, _energy_of, _fmax_ev_per_ang,
-    _forces_of, detect_lattice, dopant_set, dopant_shell, energy_mev_per_atom, forces_mev_per_ang, frames_table,
-    lattice_constant_ang, standardize_frame, standardize_trajectory,
+    _forces_of, detect_lattice, dopant_set, dopant_shell, energy_mev_per_atom, fmax_ev_per_ang, forces_mev_per_ang,
+    frames_table, lattice_constant_ang, standardize_frame, standardize_trajectory,
 )
 from mo_transfer.pools import (  # noqa: F401
     DESIGN_POOLS, MANIFEST_SCHEMA, POOLS, _sha256, extxyz_text, load_pools, pool_of, pooled_frames, split_pools,

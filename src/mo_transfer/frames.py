@@ -203,6 +203,11 @@ def _fmax_ev_per_ang(src: Atoms) -> float:
     return float(np.max(np.linalg.norm(f, axis=1))) if f is not None and f.ndim == 2 and len(f) else math.inf
 
 
+def fmax_ev_per_ang(atoms: Atoms) -> float:
+    """Largest per-atom force magnitude (eV/A) of a frame's labels (inf when it has none), for any source."""
+    return _fmax_ev_per_ang(atoms)
+
+
 def standardize_trajectory(
     images: Sequence[Atoms],
     source_file: str,
