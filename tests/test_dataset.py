@@ -15,10 +15,13 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mo_transfer import dataset as ds
+from mo_transfer.composition import CompositionRule
 from mo_transfer.structures import LATTICE_CONSTANT_ANG, build
 
 VASP_ROOT = Path(__file__).parent / "fixtures" / "vasp"
 A_BCC = 3.1625  # lattice constant of the hand-written fixtures (A)
+#: The 2-atom fixtures are 50 at% dopant, far above the dilute bound: tests of reading and writing opt in.
+OPT_IN = CompositionRule(allow_concentrated=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -122,18 +125,24 @@ def test_ingest_vasp_tree_sorted_and_deterministic(tmp_path):
         ("run_bcc-Nb", 0), ("run_bcc-Nb", 1), ("run_bcc-Nb", 2), ("run_bcc-Ti", 0), ("run_bcc-Ti", 1)]
     assert frames[0].info["source_file"] == "run_bcc-Nb/vasprun.xml"  # relative to the root
     assert frames[3].info["source_file"] == "run_bcc-Ti/OUTCAR"
+    # without opting in, 50 at% cells are set aside by name, one report line per frame
     kept, report = ds.validate(frames)
-    assert len(kept) == 5 and len(report) == 0
-    m1 = ds.write_pools(kept, tmp_path / "a", report)
+    assert len(kept) == 5 and not report.excluded and len(report.flagged) == 5
+    assert all("above the dilute bound 12.5 at%" in e.reason and e.field == "numbers" for e in report.flagged)
+    assert {k: len(v) for k, v in ds.split_pools(kept).items() if v} == {"concentrated": 5}
+    cfg = ds.ValidationConfig(composition=OPT_IN)
+    kept, report = ds.validate(frames, cfg)
+    assert len(kept) == 5 and not report.excluded
+    m1 = ds.write_pools(kept, tmp_path / "a", report, rule=OPT_IN)
     # same input again, and the tree moved elsewhere: the same bytes, the same manifest hash
     moved = shutil.copytree(VASP_ROOT, tmp_path / "elsewhere" / "vasp")
-    kept2, report2 = ds.validate(ds.ingest_vasp_tree(moved))
-    m2 = ds.write_pools(kept2, tmp_path / "b", report2)
+    kept2, report2 = ds.validate(ds.ingest_vasp_tree(moved), cfg)
+    m2 = ds.write_pools(kept2, tmp_path / "b", report2, rule=OPT_IN)
     assert m1["manifest_sha256"] == m2["manifest_sha256"]
     for name in ("FT-E.extxyz", "FT-E_NE.extxyz", "unseen.extxyz", "manifest.json", "quarantine.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     # frames given in another order still give the same pools
-    m3 = ds.write_pools(list(reversed(kept)), tmp_path / "c", report)
+    m3 = ds.write_pools(list(reversed(kept)), tmp_path / "c", report, rule=OPT_IN)
     assert m3["manifest_sha256"] == m1["manifest_sha256"]
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     pools = manifest["pools"]
@@ -147,7 +156,8 @@ def test_ingest_vasp_tree_sorted_and_deterministic(tmp_path):
         assert entry["sha256"] == ds._sha256(data)
     # not a stray temporary file left behind
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
-        ["FT-E.extxyz", "FT-E_NE.extxyz", "unseen.extxyz", "single_point.extxyz", "manifest.json", "quarantine.csv"])
+        ["FT-E.extxyz", "FT-E_NE.extxyz", "unseen.extxyz", "single_point.extxyz", "non_host.extxyz",
+         "concentrated.extxyz", "manifest.json", "quarantine.csv"])
     # the pools read back: mace's keys, meV units unchanged
     back = ds.load_pools(tmp_path / "a")
     (eq,) = back["FT-E"]
@@ -297,14 +307,21 @@ def test_duplicates_and_trajectory_changes_are_excluded():
     assert len(ds.validate([t0, t1])[1]) == 0
 
 
-def test_energy_outlier_is_flagged_not_dropped(tmp_path):
+def test_energy_outliers_are_flagged_or_quarantined(tmp_path):
+    """A mild energy outlier is flagged and kept; one far beyond the data's spread (a blow-up step, a frame in
+    other units) is excluded with the field named. Before: every outlier was only flagged and stayed in the pools."""
     frames = [_labelled("bcc-Nb", -170.0 + 0.002 * k, seed=k, source="o.xyz", frame=k) for k in range(8)]
-    frames[5].info[ds.ENERGY_KEY] = -170.0 + 16 * 1.0  # +1 eV/atom
+    frames[5].info[ds.ENERGY_KEY] = -170.0 + 16 * 1.0  # +1 eV/atom: robust z ~ 135
+    kept, report = ds.validate(frames)
+    assert len(kept) == 7 and frames[5] not in kept and not report.flagged
+    out = _only(report, ds.ENERGY_KEY)
+    assert (out.source_file, out.source_frame, out.action) == ("o.xyz", 5, "excluded")
+    assert "robust z" in out.reason and "bcc Mo15Nb (n=8)" in out.reason and "+999.6 meV/atom" in out.reason
+    frames[5].info[ds.ENERGY_KEY] = -170.0 + 16 * 0.1  # +0.1 eV/atom: robust z ~ 13, flagged and kept
     kept, report = ds.validate(frames)
     assert len(kept) == 8 and not report.excluded
     flag = _only(report, ds.ENERGY_KEY)
     assert (flag.source_file, flag.source_frame, flag.action) == ("o.xyz", 5, "flagged")
-    assert "robust z" in flag.reason and "bcc Mo15Nb (n=8)" in flag.reason and "+999.6 meV/atom" in flag.reason
     # written as CSV and JSON with the same four identifying columns
     rows = list(csv.DictReader(report.write_csv(tmp_path / "q.csv").open()))
     assert rows == [{"source_file": "o.xyz", "source_frame": "5", "field": "REF_energy", "reason": flag.reason,
@@ -386,7 +403,7 @@ def test_gpaw_schema_extxyz_gz_round_trip(tmp_path):
     assert len(kept) == 9 and len(report) == 0  # BCC and FCC energies of different cells are not "outliers"
     manifest = ds.write_pools(kept, tmp_path / "pools", report)
     assert {k: v["n_frames"] for k, v in manifest["pools"].items()} == {
-        "FT-E": 2, "FT-E_NE": 6, "unseen": 3, "single_point": 0}
+        "FT-E": 2, "FT-E_NE": 6, "unseen": 3, "single_point": 0, "non_host": 0, "concentrated": 0}
     assert manifest["pools"]["FT-E"]["counts"]["lattice"] == {"bcc": 1, "fcc": 1}
     assert manifest["pools"]["FT-E_NE"]["counts"]["n_dopant_elements"] == {"1": 3, "2": 3}
     back = ds.load_pools(tmp_path / "pools")
@@ -451,16 +468,22 @@ def test_single_point_batches_are_not_trajectories():
 
 
 def test_own_vasp_folder_replaces_our_data_in_the_pools(monkeypatch, tmp_path):
-    """MO_TRANSFER_VASP_DIR points every notebook at a reader's own VASP runs instead of our GPAW data."""
+    """MO_TRANSFER_DATA (or the older MO_TRANSFER_VASP_DIR) points every notebook at a reader's own VASP runs instead
+    of our GPAW data; these 2-atom cells are 50 at% dopant, so they arrive set aside as 'concentrated'."""
     from mo_transfer import data_report
 
     monkeypatch.delenv(data_report.OWN_DATA_ENV, raising=False)
+    monkeypatch.delenv("MO_TRANSFER_VASP_DIR", raising=False)
     assert data_report.own_data_dir() is None
-    monkeypatch.setenv(data_report.OWN_DATA_ENV, str(VASP_ROOT))
+    monkeypatch.setenv("MO_TRANSFER_VASP_DIR", str(VASP_ROOT))
     pools, report, _ = data_report.build_pools(tmp_path / "empty-gpaw-root")
     expected, _ = ds.validate(ds.ingest_vasp_tree(VASP_ROOT))
-    got = [f.info["traj_id"] for f in pools["FT-E_NE"]]
+    got = [f.info["traj_id"] for f in pools["concentrated"]]
     assert got and sorted(got) == sorted(f.info["traj_id"] for f in expected)
-    monkeypatch.setenv(data_report.OWN_DATA_ENV, str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match="is not a folder of VASP runs"):
+    assert not pools["FT-E_NE"] and len(report.flagged) == 5
+    opt_in = ds.ValidationConfig(composition=OPT_IN)
+    pools, _, _ = data_report.build_pools(tmp_path / "empty-gpaw-root", config=opt_in)
+    assert len(pools["FT-E_NE"]) == 5 and len(pools["FT-E"]) == 1
+    monkeypatch.setenv("MO_TRANSFER_VASP_DIR", str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="MO_TRANSFER_VASP_DIR="):
         data_report.build_pools(tmp_path)

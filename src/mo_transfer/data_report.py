@@ -6,14 +6,13 @@ Kept apart from :mod:`dataset` (which reads and validates) so that the notebook 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from . import dataset, dft, structures
+from . import data_source, dataset, dft, structures
 
 #: The paper's data counts (Section 2.1 and 3.3), for side-by-side tables; labelled as the paper's.
 PAPER_COUNTS: dict[str, int] = {"FT-E": 420, "FT-E_NE": 6970, "unseen": 79}
@@ -108,37 +107,47 @@ def convergence_verdict(rows: list[dict], energy_mev_per_atom: float = 5.0, forc
             f"reference: " + "; ".join(parts) + ".")
 
 
-#: Environment variable naming a folder of the reader's own VASP relaxations (one run per folder, vasprun.xml or
-#: OUTCAR); when set, every notebook trains and tests on those instead of our GPAW data (book/cluster.md).
-OWN_DATA_ENV = "MO_TRANSFER_VASP_DIR"
+#: The one setting naming the reader's own data (a VASP tree, an extxyz set or written pools); when set, every
+#: notebook trains and tests on those instead of our GPAW data (book/cluster.md, :mod:`mo_transfer.data_source`).
+OWN_DATA_ENV = data_source.DATA_ENV
 
 
 def own_data_dir() -> Path | None:
-    """The reader's VASP folder named by ``MO_TRANSFER_VASP_DIR``, or None; a clear error when it does not exist."""
-    value = os.environ.get(OWN_DATA_ENV)
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"{OWN_DATA_ENV}={value!r} is not a folder of VASP runs")
-    return path
+    """The path of the reader's own data (``MO_TRANSFER_DATA``, or the older ``MO_TRANSFER_VASP_DIR``), or None;
+    a clear error naming the setting when it does not exist or holds nothing readable."""
+    source = data_source.resolve_source()
+    return source.path if source.user_supplied else None
 
 
-def build_pools(root: Path = dft.DATA_ROOT, out: Path | None = None, sets: tuple[str, ...] | None = None):
-    """Ingest our GPAW sets (or the reader's VASP tree, see :data:`OWN_DATA_ENV`), validate them and (optionally)
-    write the pools; returns (pools, report, manifest)."""
-    own = own_data_dir()
-    if own is not None:
-        report = dataset.QuarantineReport()
-        frames = dataset.ingest_vasp_tree(own, report=report)
-        kept, report2 = dataset.validate(frames)
-        report.entries += report2.entries
-    else:
-        frames = dataset.load_gpaw_sets(root, sets)
-        kept, report = dataset.validate(frames)
-    pools = dataset.split_pools(kept)
-    manifest = dataset.write_pools(kept, out, report) if out is not None else None
-    return pools, report, manifest
+def build_pools(root: Path = dft.DATA_ROOT, out: Path | None = None, sets: tuple[str, ...] | None = None,
+                config: dataset.ValidationConfig | None = None):
+    """Ingest our GPAW sets under ``root`` (or the reader's own data, see :data:`OWN_DATA_ENV`), validate them and
+    (optionally) write the pools with the source in the manifest; returns (pools, report, manifest)."""
+    loaded = data_source.load_data(data_source.resolve_source(root), config=config, sets=sets, out=out)
+    manifest = None
+    if out is not None:
+        manifest = json.loads((Path(out) / "manifest.json").read_text())
+    return loaded.pools, loaded.report, manifest
+
+
+def source_summary(root: Path = dft.DATA_ROOT) -> dict:
+    """Which data notebook 2 and the studies use (kind, path, setting, label): the provenance record."""
+    return data_source.resolve_source(root).provenance()
+
+
+def variable_cell_rows(frames: list[Atoms]) -> list[dict]:
+    """One row per variable-cell (ISIF >= 3) trajectory: steps kept and how much the volume changed."""
+    trajs: dict[str, list[Atoms]] = {}
+    for f in frames:
+        if f.info.get("variable_cell"):
+            trajs.setdefault(str(f.info.get("traj_id")), []).append(f)
+    rows = []
+    for traj, members in sorted(trajs.items()):
+        members = sorted(members, key=lambda f: int(f.info.get("step", 0)))
+        v0, v1 = members[0].get_volume(), members[-1].get_volume()
+        rows.append({"trajectory": traj, "steps kept": len(members), "volume change (%)": round(100 * (v1 / v0 - 1), 3),
+                     "last state": members[-1].info.get("state")})
+    return rows
 
 
 def counts_vs_paper(pools: dict[str, list[Atoms]]) -> list[dict]:

@@ -154,9 +154,15 @@ def _shuffled(ids: Sequence[str], rng: np.random.Generator) -> list[str]:
     return [ordered[k] for k in rng.permutation(len(ordered))]
 
 
+def _drawn_order(ids: Sequence[str], seed: int, subset: str) -> list[str]:
+    """A subset's ids in a seeded order of their own (not sorted, not the input's): ``train[:n]`` is then a
+    random n of the training frames, the same for the same seed whatever the input order."""
+    return _shuffled(ids, np.random.default_rng([int(seed), SUBSETS.index(subset)]))
+
+
 def _make(name: str, rule: str, seed: int, pool: list[str], train, valid, test, **params) -> Split:
-    split = Split(name, rule, int(seed), len(pool), pool_sha256(pool), sorted(train), sorted(valid), sorted(test),
-                  params)
+    split = Split(name, rule, int(seed), len(pool), pool_sha256(pool), _drawn_order(train, seed, "train"),
+                  _drawn_order(valid, seed, "valid"), _drawn_order(test, seed, "test"), params)
     check_disjoint(split)
     return split
 
@@ -245,6 +251,21 @@ def size_matched_splits(frames: Sequence[Atoms] | Sequence[str], n_frames: int, 
             for k in range(n_repeats)]
 
 
+def subsample_train(split: Split, n_train: int) -> Split:
+    """The same split with only ``n_train`` training frames: validation and test sets unchanged.
+
+    The training ids are stored in a seeded random order, so the first ``n_train`` are a random subset, and the
+    subsets are nested (the frames of a smaller size are among those of every larger one), as a learning curve
+    wants. The result keeps the pool fingerprint, so it applies to the same frames as ``split``.
+    """
+    if not 1 <= n_train <= len(split.train):
+        raise SplitError(f"split {split.name!r}: n_train must be between 1 and its {len(split.train)} training "
+                         f"frames, got {n_train}")
+    params = {**split.params, "train_subsample": int(n_train), "train_available": len(split.train)}
+    return Split(f"{split.name}-train{n_train}", split.rule, split.seed, split.pool_n_frames, split.pool_sha256,
+                 list(split.train[:n_train]), list(split.valid), list(split.test), params)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Leave-one-dopant-out
 # ----------------------------------------------------------------------------------------------------------------
@@ -300,7 +321,7 @@ def lodo_splits(frames: Sequence[Atoms], elements: Sequence[str], protocols: Seq
 
 
 def save_split(split: Split, path: str | Path) -> Path:
-    """Write the split as JSON, atomically (deterministic bytes: sorted keys, sorted id lists)."""
+    """Write the split as JSON, atomically (deterministic bytes: sorted keys, id lists in their seeded order)."""
     check_disjoint(split)
     atomic_write_text(path, json.dumps(split.to_dict(), indent=1, sort_keys=True) + "\n")
     return Path(path)
@@ -329,7 +350,8 @@ def check_applies(frames: Sequence[Atoms] | Sequence[str], split: Split) -> list
 
 
 def apply_split(frames: Sequence[Atoms], split: Split) -> dict[str, list[Atoms]]:
-    """Frames of each subset, in the split's (sorted-id) order, after checking the split belongs to these frames."""
+    """Frames of each subset, in the split's (seeded, shuffled) order, after checking the split belongs to these
+    frames."""
     ids = check_applies(frames, split)
     by_id = dict(zip(ids, frames))
     return {name: [by_id[i] for i in members] for name, members in split.subsets().items()}
