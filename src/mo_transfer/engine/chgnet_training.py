@@ -218,7 +218,7 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
             else:
                 tap.reset()
                 mae0 = trainer._validate(valid_loader)
-                curve = [curve_row(0, tap.mean, mae0, seconds=0.0)]
+                curve = [curve_row(0, tap.mean, mae0, seconds=0.0, cpu_seconds=0.0)]
                 best_state = copy.deepcopy(net.state_dict())
                 state = {"epoch": 0, "best_epoch": 0, "best_loss": tap.mean, "since_best": 0, "wall_s": 0.0,
                          "stopped": None}
@@ -228,7 +228,7 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
                 if epoch_budget is not None and done_now >= epoch_budget:
                     break
                 epoch = state["epoch"] + 1
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 tap.reset()
                 train_mae = trainer._train(train_loader, epoch)
                 train_loss = tap.mean
@@ -236,7 +236,8 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
                 val_mae = trainer._validate(valid_loader)
                 loss = tap.mean
                 lr = float(trainer.optimizer.param_groups[0]["lr"])
-                curve.append(curve_row(epoch, loss, val_mae, seconds=time.perf_counter() - t0, lr=lr,
+                curve.append(curve_row(epoch, loss, val_mae, seconds=time.perf_counter() - t0,
+                                       cpu_seconds=time.process_time() - c0, lr=lr,
                                        train_loss=train_loss,
                                        train_energy_mae_mev_per_atom=1000.0 * train_mae["e"],
                                        train_force_mae_mev_per_ang=1000.0 * train_mae["f"]))
