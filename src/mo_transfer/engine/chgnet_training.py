@@ -282,7 +282,8 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
                "energy_loss_ratio": s.energy_weight, "force_loss_ratio": s.forces_weight,
                "train_composition_model": False, "reference_energy_refit": refit,
                "e0s_note": "e0s_ev are CHGNet AtomRef weights: eV per atom of each element",
-               "output_normalisation": "none (CHGNet has no scale/shift; AtomRef is its only offset)",
+               "output_normalisation": "none (CHGNet has no scale/shift; AtomRef is its only offset): "
+                                       f"settings.normalisation={s.normalisation!r} does not apply",
                "trainer": {k: v for k, v in TRAINER_FIXED.items()},
                "chgnet_version": _chgnet_version(), "differences_from_mace": DIFFERENCES_FROM_MACE})
     if finished:
