@@ -137,6 +137,8 @@ def test_one_epoch_finetune_then_resume_and_reuse(data_files, tmp_path, monkeypa
     assert part.extra["differences_from_mace"]["ema"].startswith("none")
     full = backend.train(spec)  # resumes at epoch 2, the cap
     assert full.extra["finished"] and full.epochs_run == 2 and full.curve[:2] == part.curve
+    straight = backend.train(dataclasses.replace(spec, run_dir=str(tmp_path / "straight")))
+    assert [r["loss"] for r in straight.curve] == pytest.approx([r["loss"] for r in full.curve], rel=1e-6)
     assert full.converged == (full.extra["stopped_by"] == "patience")
     assert full.e0s_ev == part.e0s_ev  # AtomRef frozen in training
     assert json.loads((tmp_path / "run" / ct.RECORD_FILE).read_text())["epochs_run"] == 2

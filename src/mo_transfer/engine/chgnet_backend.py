@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -139,7 +140,9 @@ def predict_frames(net: "CHGNet", frames: Sequence[Atoms], batch_size: int = PRE
     if not frames:
         return Predictions(np.zeros(0), [])
     graphs = to_graphs(net, frames, where)
-    out = net.predict_graph(graphs, task="ef", batch_size=batch_size)
+    with warnings.catch_warnings():  # chgnet 0.4.2 builds cell volumes from a grad-tracking tensor: harmless
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+        out = net.predict_graph(graphs, task="ef", batch_size=batch_size)
     out = [out] if isinstance(out, dict) else out
     energies, forces = [], []
     for atoms, o in zip(frames, out):
