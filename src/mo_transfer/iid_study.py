@@ -30,7 +30,8 @@ from .training import TRAIN_ELEMENTS
 CACHE_NAME = "iid"
 NOTEBOOK = "03_iid"
 SCHEMA = "mo_transfer.iid/2"
-SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L"}
+SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L", "chgnet": "CHGNet"}
+CHGNET_FOUNDATION = "chgnet-0.3.0"
 #: The mace default-scaled scratch row is run at this scale only (what the paper most likely ran; one scale shows it).
 DEFAULT_SCALING_SCALE = "small"
 
@@ -39,10 +40,13 @@ class OldCacheLayout(ValueError):
     """A cached IID result written before the evaluation engine; the message names the recompute command."""
 
 
-def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation") -> TrainSettings:
-    """Training settings of an engine run: the paper's constants, the profile's cap, patience, batch and dtype."""
+def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation", ema: bool = True
+             ) -> TrainSettings:
+    """Training settings of an engine run: the paper's constants, the profile's cap, patience, batch and dtype
+    (``ema=False`` for CHGNet, whose trainer has no EMA)."""
     return TrainSettings(max_epochs=p.engine_max_epochs, patience=p.engine_patience, lr=lr or p.lr,
-                         weight_decay=p.weight_decay, ema_decay=p.ema_decay, energy_weight=p.energy_weight,
+                         weight_decay=p.weight_decay, ema_decay=p.ema_decay if ema else None,
+                         energy_weight=p.energy_weight,
                          forces_weight=p.forces_weight, batch_size=p.batch_size, seed=p.seed,
                          default_dtype=p.default_dtype, device=p.device, normalisation=normalisation,
                          e0_rule="estimated")
@@ -112,7 +116,19 @@ def e_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str, f
         if scale == DEFAULT_SCALING_SCALE or (DEFAULT_SCALING_SCALE not in p.model_scales and scale == p.model_scales[0]):
             rows.append(Row(label("Scratch-E", scale, extra="mace default scaling"), "scratch", f, scale=scale,
                             protocol="mace-default", settings=settings(p, normalisation="rms_forces_scaling")))
+    if p.chgnet_rows:
+        rows += chgnet_rows(p)
     return tuple(rows)
+
+
+def chgnet_rows(p: Profile) -> list[Row]:
+    """The paradigms on CHGNet 0.3.0 (paper protocol, no EMA): the offline real-foundation comparison."""
+    f, s = CHGNET_FOUNDATION, "chgnet"
+    return [Row(label("Zero-shot-E", s), "zero-shot", f, backend="chgnet", scale=s),
+            Row(label("Zero-shot-E", s, extra="refit"), "zero-shot", f, backend="chgnet", scale=s,
+                refit_references=True),
+            Row(label("Scratch-E", s), "scratch", f, backend="chgnet", scale=s, settings=settings(p, ema=False)),
+            Row(label("FT-E", s), "fine-tune", f, backend="chgnet", scale=s, settings=settings(p, ema=False))]
 
 
 def ene_rows(p: Profile, foundations: dict[str, str], prefix: str = "FT-E_NE", extra: str = "") -> tuple[Row, ...]:
@@ -212,15 +228,23 @@ def load(profile: str | Profile, root: str | Path | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def study_frames(profile: str | Profile, root: str | Path | None = None) -> list[Atoms]:
-    """The FT-E_NE pool the study partitions (its E frames are FT-E). The smoke profile keeps whole trajectories,
-    seeded, up to ``max_frames`` frames, so every kept E frame comes with its relaxation."""
-    from . import data_report
+def study_data(profile: str | Profile, root: str | Path | None = None):
+    """The validated data of the study (``$MO_TRANSFER_DATA`` when set, else our GPAW data) and the FT-E_NE pool
+    it partitions (its E frames are FT-E). Raises naming the source when it holds too few E frames."""
+    from .data_source import load_study_data
 
     p = get_profile(profile)
-    root = Path(root if root is not None else cache.repo_root())
-    pools, _, _ = data_report.build_pools(root / "data" / "dft")
-    frames = list(pools.get("FT-E_NE", []))
+    loaded = load_study_data(Path(root if root is not None else cache.repo_root()))
+    frames = subsample_trajectories(list(loaded.pools.get("FT-E_NE", [])), p)
+    n_e = len(e_ids(frames))
+    if n_e < 2 * p.iid_folds:
+        raise ValueError(loaded.insufficient("the IID study", "FT-E", 2 * p.iid_folds))
+    return loaded, frames
+
+
+def subsample_trajectories(frames: list[Atoms], p: Profile) -> list[Atoms]:
+    """At most ``p.max_frames`` frames, taken as whole trajectories (seeded), so every kept E frame comes with
+    its relaxation; all frames when the cap allows."""
     if p.max_frames is None or len(frames) <= p.max_frames:
         return frames
     by_traj: dict[str, list[Atoms]] = {}
@@ -256,7 +280,9 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
     work = default_work_dir(p, root)
 
     def compute_fn() -> dict:
-        return compute(p, study_frames(p, root), foundations_of(p, work, root), work, backend, workers)
+        loaded, frames = study_data(p, root)
+        result = compute(p, frames, foundations_of(p, work, root), work, backend, workers)
+        return {**result, "data": {"label": loaded.label, **loaded.summary()}}
 
     result, message = cache.load_results(CACHE_NAME, p, compute_fn, recompute, root, NOTEBOOK)
     if result is None:

@@ -87,11 +87,6 @@ def prepare_fold(frames: Sequence[Atoms], split: splits.Split, work: Path) -> Fo
     return Fold(split, str(folder))
 
 
-def cell_name(exp: Experiment, row: Row, fold: Fold) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row.label)
-    return f"{exp.name}__{safe}__{fold.split.name}"
-
-
 def _content_hash(spec: TrainSpec) -> str:
     """Short hash of a spec and the bytes of its data (and foundation file, when it is one): a run folder of
     other data or settings gets another name instead of clashing with an old one."""
@@ -114,7 +109,8 @@ def train_spec(exp: Experiment, row: Row, fold: Fold, work: Path, threads: int =
                      train_file=str(Path(fold.folder) / "train.extxyz"),
                      valid_file=str(Path(fold.folder) / "valid.extxyz"), run_dir="", settings=row.settings,
                      elements=exp.elements, threads=threads)
-    folder = Path(work) / "runs" / f"{cell_name(exp, row, fold)}-{_content_hash(spec)}"
+    # content-addressed: identical runs of two rows (e.g. a tuned lr equal to the paper's) are trained once
+    folder = Path(work) / "runs" / f"{row.backend}-{row.paradigm}-{row.scale}-{fold.split.name}-{_content_hash(spec)}"
     return dataclasses.replace(spec, run_dir=str(folder))
 
 
@@ -180,8 +176,8 @@ def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential
         if n_train < spec.settings.batch_size:
             raise ValueError(f"{exp.name}, row {label!r}, fold {fold_name}: {n_train} training frames is fewer than "
                              f"one batch ({spec.settings.batch_size}); mace would train on nothing")
-    summary = run_jobs([job_of(s) for s in specs.values()], backend=backend, workers=workers, max_attempts=1,
-                       desc=exp.name)
+    jobs = list({s.run_dir: job_of(s) for s in specs.values()}.values())
+    summary = run_jobs(jobs, backend=backend, workers=workers, max_attempts=1, desc=exp.name)
     failed = [r for r in summary.records if r.status not in ("done", "skipped")]
     if failed:
         raise RuntimeError(f"{len(failed)} training run(s) of {exp.name} failed, e.g. {failed[0].name}: "
