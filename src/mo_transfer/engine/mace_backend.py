@@ -115,6 +115,12 @@ def output_scale_shift(model) -> tuple[float | None, float | None]:
     return float(ss.scale.reshape(-1)[0]), float(ss.shift.reshape(-1)[0])
 
 
+def engine_curve(rows: list[dict]) -> list[dict]:
+    """mace's validation rows in the engine's curve keys (see :class:`TrainRecord`)."""
+    return [{"epoch": r["epoch"], "loss": r["loss"], "energy_mae_mev_per_atom": r["mae_e_mev_per_atom"],
+             "force_mae_mev_per_ang": r["mae_f_mev_per_ang"]} for r in rows]
+
+
 class MaceBackend:
     """Trains with ``mace_run_train`` (resumable, patience enforced by :func:`training.run_mace_train`) and
     predicts with mace's calculator."""
@@ -157,7 +163,7 @@ class MaceBackend:
             max_epochs=s.max_epochs, patience=s.patience,
             converged=bool(summary["stopped_early"]) or training.epochs_since_best(rows) >= s.patience,
             seconds_per_epoch=summary.get("seconds_per_epoch"), wall_s=float(summary["wall_s"]),
-            curve=training.learning_curve_rows(rows), output_scale=scale, output_shift=shift,
+            curve=engine_curve(training.learning_curve_rows(rows)), output_scale=scale, output_shift=shift,
             e0s_ev={chemical_symbols[z]: e for z, e in model_e0s(trained).items()},
             extra={"e0s": e0_info, "normalisation": s.normalisation, "spec_hash": key})
         atomic_write_text(run_dir / RECORD_FILE, json.dumps(dataclasses.asdict(record), indent=1, default=str))

@@ -1,0 +1,184 @@
+"""What notebook 3 (and notebook 6's IID part) print from a cached IID result: tables with intervals and
+baselines, the training record of every row (convergence, scale and shift, E0s), the paper's claims as paired
+differences with verdicts, and learning curves. Reads results; computes no model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .engine import stats
+from .engine.records import FrameErrors
+from .metrics import load_paper_table1
+
+METRIC_UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "force_mae": "meV/Å", "force_rmse": "meV/Å"}
+
+
+def errors_of(result: dict, experiment: str, label: str) -> FrameErrors:
+    """The pooled per-frame test errors of a row (or baseline) of an experiment."""
+    exp = result["experiments"][experiment]
+    parts = exp["errors"].get(label) or exp["baselines"].get(label)
+    if parts is None:
+        raise KeyError(f"no row or baseline {label!r} in experiment {experiment!r}")
+    return stats.concat(FrameErrors.from_dict(p) for p in parts)
+
+
+def row_cells(result: dict, experiment: str, label: str) -> list[dict]:
+    return [c for c in result["experiments"][experiment]["cells"] if c["row"] == label]
+
+
+def convergence(result: dict, experiment: str, label: str) -> tuple[int, int]:
+    """(converged runs, trained runs) of a row; (0, 0) for an untrained row."""
+    cells = [c for c in row_cells(result, experiment, label) if "training" in c]
+    return sum(bool(c["training"]["converged"]) for c in cells), len(cells)
+
+
+def error_table(result: dict, experiment: str, metrics: tuple[str, ...] = ("energy_mae", "force_mae"),
+                digits: int = 1) -> pd.DataFrame:
+    """One line per row and baseline: metric [95% bootstrap interval over structures], frames, structures, and
+    how many of its runs converged."""
+    exp = result["experiments"][experiment]
+    lines = []
+    for kind, labels in (("model", list(exp["errors"])), ("baseline", list(exp["baselines"]))):
+        for label in labels:
+            errs = errors_of(result, experiment, label)
+            ok, n = convergence(result, experiment, label)
+            line = {"row": label if kind == "model" else f"baseline: {label}", "frames": len(errs.frame_ids),
+                    "structures": len(set(errs.group_ids))}
+            for m in metrics:
+                line[f"{m} ({METRIC_UNITS[m]})"] = stats.bootstrap(errs, m).text(digits) if errs.frame_ids else "n/a"
+            line["converged runs"] = f"{ok}/{n}" if n else "-"
+            lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def training_table(result: dict, experiment: str) -> pd.DataFrame:
+    """Every trained row's runs: epochs, best epoch, convergence, seconds per epoch, the trained model's output
+    scale and shift and its Mo reference energy: the fairness check (paradigms differ only in initialisation)."""
+    lines = []
+    for cell in result["experiments"][experiment]["cells"]:
+        t = cell.get("training")
+        if not t:
+            continue
+        lines.append({"row": cell["row"], "fold": cell["fold"], "epochs run": t["epochs_run"],
+                      "best epoch": t["best_epoch"], "cap": t["max_epochs"], "patience": t["patience"],
+                      "converged": "yes" if t["converged"] else "NO (cap)",
+                      "s/epoch": None if t["seconds_per_epoch"] is None else round(t["seconds_per_epoch"], 1),
+                      "output scale (eV/Å)": _num(t.get("output_scale"), 4),
+                      "output shift (eV)": _num(t.get("output_shift"), 4),
+                      "E0 Mo (eV)": _num(t.get("e0s_ev", {}).get("Mo"), 3)})
+    return pd.DataFrame(lines)
+
+
+def _num(v, digits: int):
+    return None if v is None else round(float(v), digits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Claims of the paper as paired differences
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim "row ``better`` has a lower ``metric`` than row ``worse``" of the paper's Section 3.1."""
+
+    text: str
+    metric: str
+    better: tuple[str, str]  # (experiment, row label)
+    worse: tuple[str, str]
+    paper: str = ""
+
+
+def _paper_value(model: str, metric: str) -> float | None:
+    t = load_paper_table1()
+    col = {"energy_mae": "energy_mae", "force_mae": "force_mae"}[metric]
+    hit = t[t["model"] == model]
+    return None if hit.empty or col not in hit else float(hit[col].iloc[0])
+
+
+def claims(result: dict) -> list[Claim]:
+    """The IID claims the result can test, per scale and backend present."""
+    exps = result["experiments"]
+    rows_e = set(exps["FT-E"]["errors"])
+    out: list[Claim] = []
+    letters = [lab[len("FT-E("):-1] for lab in rows_e if lab.startswith("FT-E(") and lab.endswith(")")]
+    for x in letters:
+        ft, sc, zs = f"FT-E({x})", f"Scratch-E({x})", f"Zero-shot-E({x})"
+        for metric in ("energy_mae", "force_mae"):
+            out.append(Claim(f"fine-tune beats scratch ({x}, paper protocol)", metric, ("FT-E", ft), ("FT-E", sc),
+                             _paper_text(ft, sc, metric)))
+            if f"FT-E({x}), tuned" in rows_e:
+                out.append(Claim(f"fine-tune beats scratch ({x}, tuned protocol)", metric,
+                                 ("FT-E", f"FT-E({x}), tuned"), ("FT-E", f"Scratch-E({x}), tuned"), ""))
+            out.append(Claim(f"fine-tune beats zero-shot ({x})", metric, ("FT-E", ft), ("FT-E", zs),
+                             _paper_text(ft, zs, metric)))
+        out.append(Claim(f"fine-tune beats zero-shot with refit references ({x})", "energy_mae", ("FT-E", ft),
+                         ("FT-E", f"{zs}, refit")))
+        if f"FT-E_NE({x})" in exps.get("FT-E_NE", {}).get("errors", {}):
+            out.append(Claim(f"FT-E_NE beats FT-E on relaxed structures ({x})", "energy_mae",
+                             ("FT-E_NE", f"FT-E_NE({x})"), ("FT-E", ft), _paper_text(f"FT-E_NE({x})", ft,
+                                                                                   "energy_mae")))
+            out.append(Claim(f"size-matched FT-E_NE beats FT-E ({x})", "energy_mae",
+                             ("FT-E_NE size-matched", f"FT-E_NE({x}), size-matched"), ("FT-E", ft),
+                             _paper_text(f"FT-E_NE({x}_size-match)", ft, "energy_mae")))
+    if "FT-E(S)" in rows_e and "FT-E(M)" in rows_e:
+        out.append(Claim("fine-tuned energy error falls from S to M", "energy_mae", ("FT-E", "FT-E(M)"),
+                         ("FT-E", "FT-E(S)"), _paper_text("FT-E(M)", "FT-E(S)", "energy_mae")))
+    return out
+
+
+def _paper_text(better: str, worse: str, metric: str) -> str:
+    a, b = _paper_value(better, metric), _paper_value(worse, metric)
+    return "" if a is None or b is None else f"{a:g} vs {b:g}"
+
+
+def _restricted(result: dict, row: tuple[str, str], ids: list[str]) -> FrameErrors:
+    errs = errors_of(result, *row)
+    return errs.subset([f for f in ids if f in set(errs.frame_ids)])
+
+
+def evaluate_claim(result: dict, claim: Claim) -> dict:
+    """The claim on the frames both rows were tested on: each row's value, the paired difference with its 95%
+    interval, and the verdict (holds / fails / not resolved; not resolved too when a run hit its epoch cap)."""
+    a_all, b_all = errors_of(result, *claim.better), errors_of(result, *claim.worse)
+    common = [f for f in a_all.frame_ids if f in set(b_all.frame_ids)]
+    a, b = a_all.subset(common), b_all.subset(common)
+    diff = stats.paired_difference(a, b, claim.metric)
+    verdict = stats.verdict(diff, expect="negative")
+    unconverged = [lab for exp, lab in (claim.better, claim.worse)
+                   if (lambda c: c[1] and c[0] < c[1])(convergence(result, exp, lab))]
+    if unconverged:
+        verdict = "not resolved"
+    return {"claim": claim.text, "metric": f"{claim.metric} ({METRIC_UNITS[claim.metric]})",
+            "paper (better vs worse)": claim.paper or "-",
+            "ours, better row": stats.metric_value(a, claim.metric), "ours, worse row": stats.metric_value(b, claim.metric),
+            "paired difference [95% CI]": diff.text(1), "structures": diff.n_groups, "verdict": verdict,
+            "note": f"unconverged runs in {', '.join(unconverged)}" if unconverged else ""}
+
+
+def claims_table(result: dict) -> pd.DataFrame:
+    rows = [evaluate_claim(result, c) for c in claims(result)]
+    df = pd.DataFrame(rows)
+    for col in ("ours, better row", "ours, worse row"):
+        df[col] = df[col].map(lambda v: f"{v:.1f}" if np.isfinite(v) else "-")
+    return df
+
+
+def tally_text(table: pd.DataFrame) -> str:
+    t = stats.tally(table["verdict"])
+    return (f"Of {len(table)} comparisons, {t['holds']} hold, {t['fails']} fail and {t['not resolved']} are not "
+            "resolved (their 95% interval includes zero, or a run stopped at its epoch cap).")
+
+
+def curve_runs(result: dict, experiment: str = "FT-E") -> list[dict]:
+    """Trained runs with their validation curves, for :func:`mo_transfer.plots.learning_curves`."""
+    rows = {r["label"]: r for r in result["experiments"][experiment]["rows"]}
+    out = []
+    for cell in result["experiments"][experiment]["cells"]:
+        if "training" in cell:
+            out.append({"name": f"{cell['row']} {cell['fold']}", "label": cell["row"],
+                        "paradigm": rows[cell["row"]]["paradigm"], "curve": cell["training"]["curve"]})
+    return out
