@@ -126,9 +126,6 @@ def test_extxyz_without_trajectory_ids_is_named_in_the_report(no_setting, tmp_pa
     assert line.source_file == "points.extxyz" and "single points" in line.reason
 
 
-@pytest.mark.xfail(strict=True, reason="iid.sweep_data still hard-codes 'our GPAW data (data/dft)', the GPAW advice "
-                                       "and the smoke fallback; wire it to data_source.load_study_data (issue #25 "
-                                       "item 5, in the lead's rewrite of iid.py), then drop this marker")
 def test_the_sweep_names_the_users_source_and_never_swaps_in_synthetic(no_setting, tmp_path):
     from mo_transfer import iid
 

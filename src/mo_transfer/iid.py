@@ -174,28 +174,26 @@ def sweep_data(profile: str | Profile, root: str | Path | None = None, require: 
     :func:`synthetic_pools`; other profiles raise :class:`InsufficientData` (or, with ``require=False``, return the
     few DFT frames there are, for the zero-shot look of the notebook's opening).
     """
-    from . import data_report
+    from . import data_source
 
     p = get_profile(profile)
     root = Path(root if root is not None else cache.repo_root())
-    real, _, _ = data_report.build_pools(root / "data" / "dft")
+    loaded = data_source.load_study_data(root)
+    real = loaded.pools
     e, ene = list(real.get("FT-E", [])), list(real.get("FT-E_NE", []))
     available = {"FT-E": len(e), "FT-E_NE": len(ene)}
     if len(e) >= min_e_frames:
-        source, note = "dft", "our GPAW data (data/dft)"
-    elif p.name == "smoke":
+        source, note = "dft", loaded.label
+    elif p.name == "smoke" and loaded.source.synthetic_allowed:
         pools = synthetic_pools()
         e, ene = pools["FT-E"], pools["FT-E_NE"]
         source = "synthetic"
-        note = (f"synthetic Lennard-Jones labels on {len(SMOKE_CONFIGS)} rattled 16-atom cells (data/dft holds only "
-                f"{available['FT-E']} E frames so far; the smoke profile checks code paths, not physics)")
-    elif require:
-        raise InsufficientData(
-            f"the IID sweep needs at least {min_e_frames} equilibrium (FT-E) frames; data/dft holds "
-            f"{available['FT-E']} (and {available['FT-E_NE']} FT-E_NE frames). Compute more with "
-            f"`python -m mo_transfer.dft run --set bcc16`, or run the smoke profile.")
+        note = (f"synthetic Lennard-Jones labels on {len(SMOKE_CONFIGS)} rattled 16-atom cells ({loaded.label} holds "
+                f"only {available['FT-E']} E frames so far; the smoke profile checks code paths, not physics)")
+    elif require or p.name == "smoke":
+        raise InsufficientData(loaded.insufficient("the IID sweep", "FT-E", min_e_frames))
     else:
-        source, note = "dft", f"our GPAW data (data/dft), only {len(e)} E frames so far"
+        source, note = "dft", f"{loaded.label}, only {len(e)} E frames so far"
     if p.name == "smoke":
         e = subsample(e, SMOKE_MAX_E_FRAMES, cover=p.lodo_folds)
     ene = subsample(ene, p.max_frames)
