@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=150)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--save-profile", default=None,
+                    help="also cache the summary with provenance as data/results/<profile>/protocol_choice.json")
     args = ap.parse_args()
     out = Path(args.out)
     pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
@@ -59,8 +61,17 @@ def main() -> None:
                "valid_best_force_mae_mev_per_ang": best["mae_f_mev_per_ang"], "valid_best_loss": best["loss"]}
         results.append(row)
         print(json.dumps(row), f"({time.time() - t0:.0f} s)", flush=True)
-        (out / "summary.json").write_text(json.dumps({"fold": fold.split.name, "counts": fold.split.counts,
-                                                      "runs": results}, indent=1))
+        summary = {"fold": fold.split.name, "counts": fold.split.counts, "foundation": f"goh-mini-{args.scale}",
+                   "runs": results}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if args.save_profile:
+        from mo_transfer import cache
+
+        path = cache.save("protocol_choice", args.save_profile, summary,
+                          cache.provenance(args.save_profile, wall_s=sum(r["wall_s"] for r in results),
+                                           benchmark="benchmarks/protocol_choice.py", machine_note=
+                                           "2 shared cores; wall times include contention with other jobs"))
+        print(f"cached: {path}")
 
 
 if __name__ == "__main__":

@@ -5,22 +5,47 @@ import math
 from mo_transfer import metrics, summary
 
 
-def _as_ours_iid(scales=("M",)):
+def _engine_iid(scales=("M",), offset=0.0):
+    """A minimal engine-layout IID result: six structures, each row's energy errors = paper value + offset."""
+    import numpy as np
+
+    from mo_transfer.engine.records import FrameErrors
+
     paper = metrics.load_paper_table1()
-    rows = paper[paper["scale"].isin(scales)].drop(columns=["source"]).to_dict("records")
-    return {"table": rows, "data": {"used": {"FT-E": 12, "FT-E_NE": 40}, "source": "dft"},
-            "settings": {"repeats": {"FT-E": 2, "FT-E_NE": 1}, "train_config": {"max_epochs": 30}}}
+    ids = [f"s{k}:0" for k in range(6)]
+
+    def errs(e_mae, f_mae):
+        return FrameErrors(ids, [f"s{k}" for k in range(6)], [16] * 6, [e_mae + offset] * 6,
+                           [16 * f_mae] * 6, [16 * f_mae ** 2] * 6).to_dict()
+
+    exps = {"FT-E": {"errors": {}, "baselines": {}, "cells": []}, "FT-E_NE": {"errors": {}, "baselines": {},
+                                                                               "cells": []}}
+    for x in scales:
+        for model, exp in (("Zero-shot-E", "FT-E"), ("Scratch-E", "FT-E"), ("FT-E", "FT-E"), ("FT-E_NE", "FT-E_NE")):
+            hit = paper[paper["model"] == f"{model}({x})"].iloc[0]
+            exps[exp]["errors"][f"{model}({x})"] = [errs(hit["energy_mae"], hit["force_mae"])]
+            if model != "Zero-shot-E":
+                exps[exp]["cells"].append({"row": f"{model}({x})", "fold": "f0",
+                                           "training": {"converged": model != "Scratch-E"}})
+    return {"schema": "mo_transfer.iid/2", "experiments": exps, "n_frames": {"FT-E": 12, "FT-E_NE": 40},
+            "data": {"label": "our GPAW data (data/dft)"}}
 
 
 def test_table1_rows_put_each_of_our_cells_beside_the_same_paper_cell():
-    rows = summary.table1_rows(_as_ours_iid())
+    rows = summary.table1_rows(_engine_iid())
     assert len(rows) == len(summary.TABLE1_HEADLINES)
     for r in rows:
-        assert r["quantity"].endswith("(M)") and r["ours / paper"] == "1.00", r
+        assert r["quantity"].endswith("(M)"), r
+        if r["paper's"] != "-":
+            assert r["ours [95% CI]"].startswith(r["paper's"]), r
+    conv = {r["quantity"]: r["converged runs"] for r in rows}
+    assert conv["scratch, FT-E, energy MAE (M)"] == "0/1" and conv["fine-tune, FT-E, energy MAE (M)"] == "1/1"
+    assert conv["zero-shot, FT-E test, energy MAE (M)"] == "no training"
     # only S ran: the page compares at S, never ours at S against the paper's M
-    rows_s = summary.table1_rows(_as_ours_iid(("S",)))
-    assert all(r["quantity"].endswith("(S)") and r["ours / paper"] == "1.00" for r in rows_s)
-    assert all(r["ours"] == "-" for r in summary.table1_rows(None))
+    rows_s = summary.table1_rows(_engine_iid(("S",), offset=1.0))
+    fine = next(r for r in rows_s if r["quantity"] == "fine-tune, FT-E, energy MAE (S)")
+    assert fine["paper's"] == "17.1" and fine["ours [95% CI]"].startswith("18.1")
+    assert all(r["ours [95% CI]"] == "-" for r in summary.table1_rows(None))
 
 
 def test_table2_rows_mean_over_our_elements():
@@ -36,11 +61,11 @@ def test_table2_rows_mean_over_our_elements():
 
 
 def test_setup_rows_report_what_the_results_used():
-    res = {"iid": (_as_ours_iid(), None)}
+    res = {"iid": (_engine_iid(), None)}
     rows = {r["aspect"]: r for r in summary.setup_rows("cpu", res)}
     assert rows["FT-E / FT-E_NE frames"]["ours"] == "12 / 40"
-    assert rows["IID repeats (FT-E / FT-E_NE)"]["ours"] == "2 / 1"
-    assert rows["maximum epochs"]["ours"] == "30"
+    assert rows["IID splits"]["ours"].startswith("10 folds of whole trajectories")
+    assert "patience 20" in rows["stopping (IID)"]["ours"]
 
 
 def test_missing_studies_are_named_with_their_command():

@@ -291,3 +291,23 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
         return check_layout(result, p.name), None
     except OldCacheLayout as err:
         return None, str(err)
+
+
+PROTOCOL_CACHE = "protocol_choice"
+
+
+def load_protocol_choice(profile: str | Profile, root: str | Path | None = None):
+    """The one-fold protocol measurement (``benchmarks/protocol_choice.py``) as a table, or ``(None, note)`` naming
+    the command that makes it."""
+    import pandas as pd
+
+    p = get_profile(profile)
+    try:
+        doc = cache.load(PROTOCOL_CACHE, p, root)
+    except cache.CacheMissing:
+        return None, (f"No protocol measurement is cached for profile `{p.name}`: "
+                      f"`.venv/bin/python benchmarks/protocol_choice.py --out _build/protocol_choice "
+                      f"--save-profile {p.name}` makes it (about 1-2 core-hours).")
+    cols = ["run", "converged", "epochs_run", "best_epoch", "seconds_per_epoch", "valid_best_energy_mae_mev_per_atom",
+            "valid_best_force_mae_mev_per_ang", "scale"]
+    return pd.DataFrame(doc["runs"])[cols].round(4), None

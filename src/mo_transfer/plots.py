@@ -265,3 +265,23 @@ def lodo_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height
         fig.add_trace(_diagonal(np.concatenate(values) if values else np.zeros(0), k == 0), row=r + 1, col=c + 1)
     fig.update_layout(title=title or None)
     return fig
+
+
+def error_strip(errors: pd.DataFrame, title: str = ""):
+    """Every structure's signed energy error (meV/atom) per row of a table: one horizontal strip per row, so a
+    shared offset, a spread and single outliers are all visible (``iid_report.per_structure_errors``)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    rows = list(dict.fromkeys(errors["row"]))
+    for row in rows:
+        g = errors[errors["row"] == row]
+        fig.add_trace(go.Box(x=g["error_mev_per_atom"], name=row, boxpoints="all", jitter=0.4, pointpos=0,
+                             marker=dict(size=5, opacity=0.6), line=dict(width=1), fillcolor="rgba(0,0,0,0)",
+                             customdata=np.array([g["structure"]], dtype=object).T, orientation="h",
+                             hovertemplate="%{customdata[0]}<br>error %{x:.1f} meV/atom<extra>" + row + "</extra>"))
+    fig.add_vline(x=0, line=dict(color="grey", dash="dot"))
+    fig.update_layout(title=title or None, showlegend=False, height=max(320, 34 * len(rows) + 120),
+                      xaxis_title="model - DFT energy (meV/atom)", margin=dict(l=260))
+    fig.update_yaxes(autorange="reversed")
+    return fig

@@ -14,17 +14,20 @@ from . import metrics
 from .profiles import Profile, get_profile
 
 #: Study name -> (module, notebook that makes it).
-STUDIES: dict[str, tuple[str, str]] = {"iid": ("mo_transfer.iid", "03_iid"), "lodo": ("mo_transfer.lodo", "04_lodo"),
+STUDIES: dict[str, tuple[str, str]] = {"iid": ("mo_transfer.iid_study", "03_iid"), "lodo": ("mo_transfer.lodo", "04_lodo"),
                                        "unseen": ("mo_transfer.unseen", "05_unseen")}
 
-#: Table 1 headline cells: (label, paradigm, pool, variant, scale, metric).
-TABLE1_HEADLINES: tuple[tuple[str, str, str, str, str, str], ...] = (
-    ("zero-shot, FT-E test, energy MAE", "zero-shot", "E", "iid", "M", "energy_mae"),
-    ("scratch, FT-E, energy MAE", "scratch", "E", "iid", "M", "energy_mae"),
-    ("fine-tune, FT-E, energy MAE", "fine-tune", "E", "iid", "M", "energy_mae"),
-    ("fine-tune, FT-E, force MAE", "fine-tune", "E", "iid", "M", "force_mae"),
-    ("fine-tune, FT-E_NE, energy MAE", "fine-tune", "E_NE", "iid", "M", "energy_mae"),
-    ("fine-tune, FT-E_NE, force MAE", "fine-tune", "E_NE", "iid", "M", "force_mae"),
+#: Table 1 headline cells: (label, engine experiment, our row label, the paper's model, metric); {x} is the scale.
+TABLE1_HEADLINES: tuple[tuple[str, str, str, str | None, str], ...] = (
+    ("zero-shot, FT-E test, energy MAE", "FT-E", "Zero-shot-E({x})", "Zero-shot-E({x})", "energy_mae"),
+    ("zero-shot with refit references, energy MAE", "FT-E", "Zero-shot-E({x}), refit", None, "energy_mae"),
+    ("scratch, FT-E, energy MAE", "FT-E", "Scratch-E({x})", "Scratch-E({x})", "energy_mae"),
+    ("fine-tune, FT-E, energy MAE", "FT-E", "FT-E({x})", "FT-E({x})", "energy_mae"),
+    ("fine-tune, FT-E, force MAE", "FT-E", "FT-E({x})", "FT-E({x})", "force_mae"),
+    ("fine-tune, FT-E_NE, energy MAE (ours: split by trajectory)", "FT-E_NE", "FT-E_NE({x})", "FT-E_NE({x})",
+     "energy_mae"),
+    ("fine-tune, FT-E_NE, force MAE (ours: split by trajectory)", "FT-E_NE", "FT-E_NE({x})", "FT-E_NE({x})",
+     "force_mae"),
 )
 UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "force_mae": "meV/A", "force_rmse": "meV/A"}
 
@@ -48,21 +51,32 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def table1_rows(iid_results: dict | None, scale: str | None = None) -> list[dict]:
-    """The paper's Table 1 headline cells beside ours, with ours / paper, at one scale: ``scale``, else medium
-    when we ran it (the paper's LODO and DIPI scale), else the first scale we ran."""
-    from . import iid
+    """The paper's Table 1 headline cells beside ours (value with its 95% bootstrap interval over structures, and
+    how many of the row's runs converged), at one scale letter: ``scale``, else M when we ran it (the paper's LODO
+    and DIPI scale), else the first scale we ran."""
+    from . import iid_report
+    from .engine import stats
 
     paper = metrics.load_paper_table1()
-    ours = iid.table1(iid_results) if iid_results else None
+    exps = (iid_results or {}).get("experiments", {})
+    ran = [lab[len("FT-E("):-1] for lab in exps.get("FT-E", {}).get("errors", {})
+           if lab.startswith("FT-E(") and lab.endswith(")") and lab != "FT-E(CHGNet)"]
     if scale is None:
-        ran = list(dict.fromkeys(ours["scale"])) if ours is not None else []
         scale = "M" if "M" in ran or not ran else ran[0]
     rows = []
-    for label, paradigm, pool, variant, _, metric in TABLE1_HEADLINES:
-        pv = iid._value(paper, paradigm, pool, variant, scale, metric)
-        ov = iid._value(ours, paradigm, pool, variant, scale, metric) if ours is not None else None
+    for label, exp, row, paper_model, metric in TABLE1_HEADLINES:
+        pv = None
+        if paper_model is not None:
+            hit = paper[paper["model"] == paper_model.format(x=scale)]
+            pv = float(hit[metric].iloc[0]) if not hit.empty else None
+        ours, conv = "-", "-"
+        if row.format(x=scale) in exps.get(exp, {}).get("errors", {}):
+            errs = iid_report.errors_of(iid_results, exp, row.format(x=scale))
+            ours = stats.bootstrap(errs, metric).text(1)
+            ok, n = iid_report.convergence(iid_results, exp, row.format(x=scale))
+            conv = f"{ok}/{n}" if n else "no training"
         rows.append({"quantity": f"{label} ({scale})", "unit": UNITS[metric], "paper's": _fmt(pv, 1),
-                     "ours": _fmt(ov), "ours / paper": _ratio(ov, pv)})
+                     "ours [95% CI]": ours, "converged runs": conv})
     return rows
 
 
@@ -111,27 +125,25 @@ def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str
     """Where our setup differs from the paper's, as numbers: cells, data, foundation, repeats, epochs."""
     p = get_profile(profile)
     iid_res = results.get("iid", (None, None))[0]
-    used = (iid_res or {}).get("data", {}).get("used", {})
-    src = (iid_res or {}).get("data", {}).get("source", "-")
-    reps = (iid_res or {}).get("settings", {}).get("repeats", {})
-    tc = (iid_res or {}).get("settings", {}).get("train_config", {})
+    used = (iid_res or {}).get("n_frames", {})
+    src = (iid_res or {}).get("data", {}).get("label", "-")
     return [
         {"aspect": "DFT", "paper": "VASP, PBE, PAW", "ours": "GPAW 26.7 (plane waves 400 eV), PBE, PAW setups of "
-                                                           "gpaw-data" if src != "synthetic" else "synthetic labels"},
+                                                           "gpaw-data" if "GPAW" in src or src == "-" else src},
         {"aspect": "supercell (BCC / FCC)", "paper": "128 / 108 atoms (dopant 0.8-1.6 at%)",
          "ours": "16 / 32 atoms (dopant 3-12.5 at%)" if p.dft_size == "small" else "128 / 108 atoms"},
         {"aspect": "FT-E / FT-E_NE frames", "paper": "420 / 6970",
          "ours": f"{used.get('FT-E', '-')} / {used.get('FT-E_NE', '-')}"},
         {"aspect": "foundation model", "paper": "MACE-MP-0 small / medium / large (1.6 M MPtrj structures)",
          "ours": "MACE-MP-0" if p.foundation == "mace-mp-0" else
-         "GOHomS-mini S / M (about 350 of our ordered-crystal GPAW single points)"},
+         "GOHomS-mini S / M (414 of our ordered-crystal GPAW single points)"},
         {"aspect": "model scales trained", "paper": "S, M, L", "ours": ", ".join(s[0].upper() for s in p.model_scales)},
-        {"aspect": "IID repeats (FT-E / FT-E_NE)", "paper": "10 / 5",
-         "ours": f"{reps.get('FT-E', p.iid_repeats_e)} / {reps.get('FT-E_NE', p.iid_repeats_ene)}"},
+        {"aspect": "IID splits", "paper": "10 (FT-E) / 5 (FT-E_NE) random (81:9):10 splits",
+         "ours": f"{p.iid_folds} folds of whole trajectories, every relaxed structure tested once"},
         {"aspect": "LODO folds", "paper": "11 elements x 2 protocols",
          "ours": f"{len(p.lodo_folds)} elements x 2 protocols"},
-        {"aspect": "maximum epochs", "paper": "not stated in the main text (Table S1)",
-         "ours": str(tc.get("max_epochs", p.max_epochs))},
+        {"aspect": "stopping (IID)", "paper": "not stated in the main text (Table S1)",
+         "ours": f"validation patience {p.engine_patience}, cap {p.engine_max_epochs} epochs"},
     ]
 
 
