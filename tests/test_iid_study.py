@@ -1,0 +1,117 @@
+"""The IID study on the engine: one trajectory partition for every row, fair rows, the tuned protocol's choice,
+claims gated on convergence, and the refusal of a cache written before the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mo_transfer import cache, data_report, iid_report, iid_study, splits
+from mo_transfer.engine.records import FrameErrors
+from mo_transfer.profiles import get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ne_frames():
+    pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
+    return pools["FT-E_NE"]
+
+
+def test_every_relaxed_structure_is_tested_once_and_the_pools_share_the_partition(ne_frames):
+    p = get_profile("cpu")
+    e = set(iid_study.e_ids(ne_frames))
+    part = iid_study.partition(ne_frames, p)
+    e_folds = [iid_study.restrict(s, e, s.name + "-E") for s in part]
+    tested = [f for s in e_folds for f in s.test]
+    assert sorted(tested) == sorted(e)  # each E frame once
+    traj = {splits.frame_id(a): a.info["traj_id"] for a in ne_frames}
+    for full, only_e in zip(part, e_folds):
+        assert set(only_e.test) == {f for f in full.test if f in e}
+        assert {traj[f] for f in only_e.train}.isdisjoint({traj[f] for f in full.test})
+        matched = iid_study.size_matched(full, len(only_e.train), 42, "m")
+        assert len(matched.train) == len(only_e.train) and set(matched.train) <= set(full.train)
+        assert matched.test == full.test and matched.valid == full.valid
+    with pytest.raises(splits.SplitError):
+        iid_study.size_matched(part[0], len(part[0].train) + 1, 42, "too-many")
+
+
+def test_smoke_subsample_keeps_whole_trajectories(ne_frames):
+    p = get_profile("smoke")
+    kept = iid_study.subsample_trajectories(list(ne_frames), p)
+    assert len(kept) <= p.max_frames
+    by_traj = {}
+    for a in ne_frames:
+        by_traj.setdefault(a.info["traj_id"], []).append(a)
+    for t in {a.info["traj_id"] for a in kept}:
+        assert sum(a.info["traj_id"] == t for a in kept) == len(by_traj[t])
+    assert all(any(a.info["state"] == "E" for a in by_traj[t]) for t in {a.info["traj_id"] for a in kept})
+
+
+def test_rows_differ_only_in_what_the_paper_says():
+    p = get_profile("cpu")
+    f = {"small": "S.model", "medium": "M.model"}
+    rows = {r.label: r for r in iid_study.e_rows(p, f, {"small": {"scratch": 5e-3, "fine-tune": 1e-3},
+                                                         "medium": {"scratch": 1e-3, "fine-tune": 3e-4}})}
+    for x, scale in (("S", "small"), ("M", "medium")):
+        sc, ft = rows[f"Scratch-E({x})"], rows[f"FT-E({x})"]
+        assert sc.settings == ft.settings and sc.foundation == ft.foundation == f[scale]
+        assert sc.settings.normalisation == "foundation" and sc.settings.e0_rule == "estimated"
+        assert rows[f"Scratch-E({x}), tuned"].settings == dataclasses.replace(sc.settings,
+                                                                              lr=rows[f"Scratch-E({x}), tuned"].settings.lr)
+    assert rows["Scratch-E(S), tuned"].settings.lr == 5e-3 and rows["FT-E(M), tuned"].settings.lr == 3e-4
+    defaults = [r for r in rows.values() if r.protocol == "mace-default"]
+    assert len(defaults) == 1 and defaults[0].settings.normalisation == "rms_forces_scaling"
+    chg = [r for r in rows.values() if r.backend == "chgnet" and r.settings]
+    assert chg and all(r.settings.ema_decay is None for r in chg)
+    assert rows["Zero-shot-E(S), refit"].refit_references and not rows["Zero-shot-E(S)"].refit_references
+
+
+def test_tuned_lr_is_the_lowest_validation_loss():
+    def cell(label, losses):
+        return {"row": label, "training": {"curve": [{"loss": v} for v in losses]}}
+
+    grid = {"rows": [{"label": f"s{lr}", "scale": "small", "paradigm": "scratch", "settings": {"lr": lr}}
+                     for lr in (3e-4, 1e-3, 5e-3)],
+            "cells": [cell("s0.0003", [3, 2, 1.5]), cell("s0.001", [3, 1.0, 1.2]), cell("s0.005", [3, 4, 5])]}
+    assert iid_study.select_lrs(grid) == {"small": {"scratch": 1e-3}}
+
+
+def _result(better_mev: float, converged: bool) -> dict:
+    ids = [f"t{k}:0" for k in range(12)]
+    rng = np.random.default_rng(0)
+    base = rng.normal(50, 10, 12)
+
+    def errs(v):
+        return FrameErrors(ids, [f"t{k}" for k in range(12)], [16] * 12, v, [16.0] * 12, [16.0] * 12).to_dict()
+
+    return {"experiments": {"FT-E": {
+        "errors": {"FT-E(S)": [errs(base - better_mev)], "Scratch-E(S)": [errs(base)], "Zero-shot-E(S)": [errs(base)],
+                   "Zero-shot-E(S), refit": [errs(base)]},
+        "baselines": {}, "rows": [],
+        "cells": [{"row": "FT-E(S)", "fold": "f0", "training": {"converged": converged}},
+                  {"row": "Scratch-E(S)", "fold": "f0", "training": {"converged": True}}]}}}
+
+
+@pytest.mark.parametrize("better, converged, verdict", [(20.0, True, "holds"), (-20.0, True, "fails"),
+                                                          (20.0, False, "not resolved"), (0.0, True, "not resolved")])
+def test_claims_are_paired_and_gated_on_convergence(better, converged, verdict):
+    res = _result(better, converged)
+    claim = next(c for c in iid_report.claims(res) if c.text.startswith("fine-tune beats scratch (S")
+                 and c.metric == "energy_mae")
+    row = iid_report.evaluate_claim(res, claim)
+    assert row["verdict"] == verdict, row
+    assert row["structures"] == 12
+
+
+def test_a_cache_of_the_old_layout_is_refused_with_the_recompute_command(tmp_path):
+    cache.save("iid", "cpu", {"table": [], "runs": []}, {"command": "old"}, root=tmp_path)
+    result, message = iid_study.load_results("cpu", False, root=tmp_path)
+    assert result is None
+    assert "mo_transfer.recompute iid --profile cpu" in message and "before the evaluation engine" in message
+    missing, note = iid_study.load_results("gpu", False, root=tmp_path)
+    assert missing is None and note
