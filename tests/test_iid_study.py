@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mo_transfer import cache, data_report, iid_report, iid_study, splits
+from mo_transfer import cache, data_report, iid_report, iid_study, splits, study_common
 from mo_transfer.engine.records import FrameErrors
 from mo_transfer.profiles import get_profile
 
@@ -24,7 +24,7 @@ def ne_frames():
 
 def test_every_relaxed_structure_is_tested_once_and_the_pools_share_the_partition(ne_frames):
     p = get_profile("cpu")
-    e = set(iid_study.e_ids(ne_frames))
+    e = set(study_common.e_ids(ne_frames))
     part = iid_study.partition(ne_frames, p)
     e_folds = [iid_study.restrict(s, e, s.name + "-E") for s in part]
     tested = [f for s in e_folds for f in s.test]
@@ -42,7 +42,7 @@ def test_every_relaxed_structure_is_tested_once_and_the_pools_share_the_partitio
 
 def test_smoke_subsample_keeps_whole_trajectories(ne_frames):
     p = get_profile("smoke")
-    kept = iid_study.subsample_trajectories(list(ne_frames), p)
+    kept = study_common.subsample_trajectories(list(ne_frames), p)
     assert len(kept) <= p.max_frames
     by_traj = {}
     for a in ne_frames:

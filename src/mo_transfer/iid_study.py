@@ -22,34 +22,20 @@ from ase import Atoms
 
 from . import cache, splits
 from .engine import folds as folds_mod
-from .engine.run import Experiment, Fold, Row, prepare_fold, run_experiment
-from .engine.records import TrainSettings
+from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
+from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, e_ids, foundations_of, settings, study_data)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "iid"
 NOTEBOOK = "03_iid"
 SCHEMA = "mo_transfer.iid/2"
-SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L", "chgnet": "CHGNet"}
-CHGNET_FOUNDATION = "chgnet-0.3.0"
 #: The mace default-scaled scratch row is run at this scale only (what the paper most likely ran; one scale shows it).
 DEFAULT_SCALING_SCALE = "small"
 
 
 class OldCacheLayout(ValueError):
     """A cached IID result written before the evaluation engine; the message names the recompute command."""
-
-
-def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation", ema: bool = True
-             ) -> TrainSettings:
-    """Training settings of an engine run: the paper's constants, the profile's cap, patience, batch and dtype
-    (``ema=False`` for CHGNet, whose trainer has no EMA)."""
-    return TrainSettings(max_epochs=p.engine_max_epochs, patience=p.engine_patience, lr=lr or p.lr,
-                         weight_decay=p.weight_decay, ema_decay=p.ema_decay if ema else None,
-                         energy_weight=p.energy_weight,
-                         forces_weight=p.forces_weight, batch_size=p.batch_size, seed=p.seed,
-                         default_dtype=p.default_dtype, device=p.device, normalisation=normalisation,
-                         e0_rule="estimated")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -79,11 +65,6 @@ def size_matched(split: splits.Split, n_train: int, seed: int, name: str) -> spl
     rng = np.random.default_rng([seed, n_train])
     train = [split.train[i] for i in sorted(rng.choice(len(split.train), n_train, replace=False))]
     return dataclasses.replace(split, name=name, train=train, params={**split.params, "size_matched_to": n_train})
-
-
-def e_ids(frames: Sequence[Atoms]) -> list[str]:
-    """Frame ids of the relaxed (E) frames."""
-    return [splits.frame_id(a) for a in frames if a.info.get("state") == "E"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,48 +209,10 @@ def load(profile: str | Profile, root: str | Path | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def study_data(profile: str | Profile, root: str | Path | None = None):
-    """The validated data of the study (``$MO_TRANSFER_DATA`` when set, else our GPAW data) and the FT-E_NE pool
-    it partitions (its E frames are FT-E). Raises naming the source when it holds too few E frames."""
-    from .data_source import load_study_data
-
-    p = get_profile(profile)
-    loaded = load_study_data(Path(root if root is not None else cache.repo_root()))
-    frames = subsample_trajectories(list(loaded.pools.get("FT-E_NE", [])), p)
-    n_e = len(e_ids(frames))
-    if n_e < 2 * p.iid_folds:
-        raise ValueError(loaded.insufficient("the IID study", "FT-E", 2 * p.iid_folds))
-    return loaded, frames
-
-
-def subsample_trajectories(frames: list[Atoms], p: Profile) -> list[Atoms]:
-    """At most ``p.max_frames`` frames, taken as whole trajectories (seeded), so every kept E frame comes with
-    its relaxation; all frames when the cap allows."""
-    if p.max_frames is None or len(frames) <= p.max_frames:
-        return frames
-    by_traj: dict[str, list[Atoms]] = {}
-    for a in frames:
-        by_traj.setdefault(folds_mod.traj_group(a), []).append(a)
-    keys = sorted(by_traj)
-    kept: list[Atoms] = []
-    for i in np.random.default_rng(p.seed).permutation(len(keys)):
-        group = by_traj[keys[i]]
-        if len(kept) + len(group) <= p.max_frames:
-            kept += group
-    return kept
-
-
-def foundations_of(profile: str | Profile, work: Path, root: str | Path | None = None) -> dict[str, str]:
-    """Foundation model path per scale of a profile (smoke: a tiny model pretrained on synthetic labels)."""
-    from .iid import foundation_paths
-
-    return {s: str(f) for s, f in foundation_paths(profile, work, root).items()}
-
-
 def default_work_dir(profile: str | Profile, root: str | Path | None = None) -> Path:
     """Where the study's splits and training runs live (ignored by git)."""
     p = get_profile(profile)
-    return Path(root if root is not None else cache.repo_root()) / "_build" / "runs" / p.name / "iid-engine"
+    return Path(root if root is not None else cache.repo_root()) / "data" / "runs" / p.name / "iid-engine"
 
 
 def load_results(profile: str | Profile, recompute: bool = False, root: str | Path | None = None,

@@ -5,7 +5,6 @@ set from the TRAINING frames only.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 

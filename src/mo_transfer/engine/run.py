@@ -54,13 +54,17 @@ class Row:
 
 @dataclass(frozen=True)
 class Fold:
-    """One split of a pool and the folder holding its train/valid/test extxyz files."""
+    """One split of a pool and the folder holding its train/valid/test extxyz files, plus optional extra
+    evaluation sets (``extra-<name>.extxyz``: frames outside the pool every model of the fold is also tested on,
+    e.g. the non-equilibrium frames of the held-out trajectories)."""
 
     split: splits.Split
     folder: str
+    extra: tuple[str, ...] = ()
 
     def frames(self, subset: str) -> list[Atoms]:
-        return read_frames(Path(self.folder) / f"{subset}.extxyz")
+        name = subset if subset in splits.SUBSETS else f"extra-{subset}"
+        return read_frames(Path(self.folder) / f"{name}.extxyz")
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,25 @@ class Experiment:
     group_of: Callable[[Atoms], str] = lambda a: str(a.info.get("traj_id"))
 
 
-def prepare_fold(frames: Sequence[Atoms], split: splits.Split, work: Path) -> Fold:
-    """Write (or reuse) a split's files under ``work/splits/<name>-<pool fingerprint>``."""
+def prepare_fold(frames: Sequence[Atoms], split: splits.Split, work: Path,
+                 extra: dict[str, Sequence[Atoms]] | None = None) -> Fold:
+    """Write (or reuse) a split's files under ``work/splits/<name>-<pool fingerprint>``, and any extra evaluation
+    sets; an extra set may not hold a training or validation frame of the split."""
+    from ..dataset import extxyz_text
+    from ..jobs import atomic_write_text
+
     folder = Path(work) / "splits" / f"{split.name}-{split.pool_sha256[:10]}"
     split = splits.load_or_make(folder / "split.json", frames, lambda: split)
     if not all((folder / f"{s}.extxyz").exists() for s in splits.SUBSETS):
         splits.write_split_files(frames, split, folder)
-    return Fold(split, str(folder))
+    seen = set(split.train) | set(split.valid)
+    for name, extra_frames in (extra or {}).items():
+        leaked = [f for f in splits.frame_ids(extra_frames) if f in seen]
+        if leaked:
+            raise splits.SplitError(f"extra set {name!r} of {split.name} holds {len(leaked)} training/validation "
+                                    f"frame(s), e.g. {leaked[0]}")
+        atomic_write_text(folder / f"extra-{name}.extxyz", extxyz_text(list(extra_frames)))
+    return Fold(split, str(folder), tuple(extra or {}))
 
 
 def _content_hash(spec: TrainSpec) -> str:
@@ -137,26 +153,35 @@ def _errors(exp: Experiment, frames: Sequence[Atoms], pred: Predictions) -> Fram
     return frame_errors(frames, pred, splits.frame_ids(frames), [exp.group_of(a) for a in frames])
 
 
-def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None) -> tuple[FrameErrors, dict]:
-    """Per-frame test errors of one cell and what the cache keeps about its model."""
+def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None
+                  ) -> tuple[dict[str, FrameErrors], dict]:
+    """Per-frame errors of one cell on its test set (key ``"test"``) and on each extra set of the fold, and what
+    the cache keeps about its model."""
     backend = get_backend(row.backend)
-    test = fold.frames("test")
     device = row.settings.device if row.settings else "cpu"
+    sets = {name: fold.frames(name) for name in ("test", *fold.extra)}
+    info: dict = {}
+    fit = None
     if spec is None:
-        model = backend.foundation_model(row.foundation)
-        pred = backend.predict(model, test, device)
-        info: dict = {"model": model}
+        model, dtype = backend.foundation_model(row.foundation), "float64"
+        info["model"] = model
         if row.refit_references:
             train = fold.frames("train")
             train_pred = backend.predict(model, train, device)
             ref = [float(a.info["REF_energy"]) for a in train]
             fit = fit_offsets(train, [r - p for r, p in zip(ref, train_pred.energies_ev)], exp.elements)
-            pred = Predictions(pred.energies_ev + fit.correction_ev(test), pred.forces_ev_per_ang)
             info["offsets_ev"] = fit.offsets_ev
-        return _errors(exp, test, pred), info
-    record = backend.train(spec)  # finished by the executor: returns the stored record
-    pred = backend.predict(record.model_path, test, row.settings.device, row.settings.default_dtype)
-    return _errors(exp, test, pred), {"training": record.to_dict()}
+    else:
+        record = backend.train(spec)  # finished by the executor: returns the stored record
+        model, dtype = record.model_path, row.settings.default_dtype
+        info["training"] = record.to_dict()
+    out = {}
+    for name, frames in sets.items():
+        pred = backend.predict(model, frames, device, dtype)
+        if fit is not None:
+            pred = Predictions(pred.energies_ev + fit.correction_ev(frames), pred.forces_ev_per_ang)
+        out[name] = _errors(exp, frames, pred)
+    return out, info
 
 
 def baseline_errors(exp: Experiment, fold: Fold) -> dict[str, FrameErrors]:
@@ -182,14 +207,16 @@ def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential
     if failed:
         raise RuntimeError(f"{len(failed)} training run(s) of {exp.name} failed, e.g. {failed[0].name}: "
                            f"{failed[0].error}")
-    cells, per_row, base = [], {}, {}
+    cells, per_row, base, extra = [], {}, {}, {}
     for fold in exp.folds:
         for name, errs in baseline_errors(exp, fold).items():
             base.setdefault(name, []).append(errs)
         for row in exp.rows:
             spec = specs.get((row.label, fold.split.name))
             errs, info = evaluate_cell(exp, row, fold, spec)
-            per_row.setdefault(row.label, []).append(errs)
+            per_row.setdefault(row.label, []).append(errs["test"])
+            for name in fold.extra:
+                extra.setdefault(name, {}).setdefault(row.label, []).append(errs[name])
             cells.append({"row": row.label, "fold": fold.split.name, "counts": fold.split.counts, **info})
 
     def combine(parts: list[FrameErrors]) -> list[dict]:
@@ -204,4 +231,6 @@ def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential
             "cells": cells,
             "errors": {label: combine(parts) for label, parts in per_row.items()},
             "baselines": {name: combine(parts) for name, parts in base.items()},
+            "extra_errors": {name: {label: combine(parts) for label, parts in rows.items()}
+                             for name, rows in extra.items()},
             "wall_s": round(time.time() - t0, 1)}

@@ -1,0 +1,117 @@
+"""The leave-one-dopant-out study (the paper's Section 3.2, Table 2) as a protocol for the evaluation engine.
+
+For each held-out element x and protocol, one fine-tuning run on the FT-E pool at the profile's LODO scale:
+**Strict** tests every relaxed structure holding x (x never seen in training); **Relaxed** tests only structures
+whose every dopant site holds x (x may be seen inside mixed pairs). The Relaxed test set is a subset of the Strict
+one, so the effect of the protocol is measured where it is defined: both models on the Relaxed test structures, as
+a paired difference with its interval. Each model is also tested on the non-equilibrium frames of its held-out
+trajectories (the FT-E_NE view, more frames per element). Prose and tables: :mod:`mo_transfer.lodo_report`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ase import Atoms
+
+from . import cache, splits
+from .engine import folds as folds_mod
+from .engine.run import Experiment, Row, prepare_fold, run_experiment
+from .profiles import Profile, get_profile
+from .study_common import CHGNET_FOUNDATION, SCALE_LETTER, foundations_of, settings, study_data
+from .training import TRAIN_ELEMENTS
+
+CACHE_NAME = "lodo"
+NOTEBOOK = "04_lodo"
+SCHEMA = "mo_transfer.lodo/2"
+PROTOCOLS: tuple[str, ...] = splits.LODO_PROTOCOLS
+NE_VIEW = "NE"
+
+
+class OldCacheLayout(ValueError):
+    """A cached LODO result written before the evaluation engine; the message names the recompute command."""
+
+
+def rows(p: Profile, foundation: str) -> tuple[Row, ...]:
+    """The fine-tuned model of a fold (MACE at the LODO scale, and CHGNet 0.3.0 when the profile runs it)."""
+    out = [Row(f"FT-E({SCALE_LETTER[p.lodo_scale]})", "fine-tune", foundation, scale=p.lodo_scale,
+               settings=settings(p))]
+    if p.chgnet_rows:
+        out.append(Row("FT-E(CHGNet)", "fine-tune", CHGNET_FOUNDATION, backend="chgnet", scale="chgnet",
+                       settings=settings(p, ema=False)))
+    return tuple(out)
+
+
+def ne_view(ne_frames: Sequence[Atoms], test_ids: Sequence[str]) -> list[Atoms]:
+    """The non-equilibrium frames of the trajectories whose relaxed frame is in ``test_ids``."""
+    by_id = {splits.frame_id(a): a for a in ne_frames}
+    trajs = {folds_mod.traj_group(by_id[f]) for f in test_ids if f in by_id}
+    return [a for a in ne_frames if a.info.get("state") != "E" and folds_mod.traj_group(a) in trajs]
+
+
+def experiments(p: Profile, ne_frames: Sequence[Atoms], foundation: str, work: Path
+                ) -> tuple[list[Experiment], list[dict]]:
+    """One experiment per (element, protocol) and the folds skipped for want of a test structure (with reason)."""
+    e_frames = [a for a in ne_frames if a.info.get("state") == "E"]
+    exps, skipped = [], []
+    for protocol in PROTOCOLS:
+        for el in p.lodo_folds:
+            try:
+                split = splits.lodo_split(e_frames, el, protocol, seed=p.seed)
+            except splits.SplitError as err:
+                skipped.append({"element": el, "protocol": protocol, "reason": str(err)})
+                continue
+            fold = prepare_fold(e_frames, split, work, extra={NE_VIEW: ne_view(ne_frames, split.test)})
+            exps.append(Experiment(f"{el} {protocol}", "FT-E", (fold,), rows(p, foundation), TRAIN_ELEMENTS,
+                                   design="repeats"))
+    return exps, skipped
+
+
+def compute(profile: str | Profile, ne_frames: Sequence[Atoms], foundation: str, work: str | Path,
+            backend: str = "sequential", workers: int = 1) -> dict:
+    """Run every fold; returns the JSON-able result."""
+    p = get_profile(profile)
+    t0 = time.time()
+    exps, skipped = experiments(p, ne_frames, foundation, Path(work))
+    results = {e.name: run_experiment(e, Path(work), backend, workers) for e in exps}
+    return {"schema": SCHEMA, "profile": p.name, "scale": SCALE_LETTER[p.lodo_scale],
+            "elements": list(p.lodo_folds), "protocols": list(PROTOCOLS), "skipped": skipped,
+            "experiments": results, "wall_s": round(time.time() - t0, 1)}
+
+
+def default_work_dir(profile: str | Profile, root: str | Path | None = None) -> Path:
+    p = get_profile(profile)
+    return Path(root if root is not None else cache.repo_root()) / "data" / "runs" / p.name / "lodo-engine"
+
+
+def check_layout(result: dict, profile: str) -> dict:
+    """Refuse a cached result of the layout before the engine, naming the command that recomputes it."""
+    if not isinstance(result, dict) or result.get("schema") != SCHEMA:
+        raise OldCacheLayout(
+            f"data/results/{profile}/{CACHE_NAME}.json is in a layout written before the evaluation engine "
+            f"(expected schema {SCHEMA!r}); recompute it with `.venv/bin/python -m mo_transfer.recompute lodo "
+            f"--profile {profile}` (or `make notebooks PROFILE={profile} RECOMPUTE=1`)")
+    return result
+
+
+def load_results(profile: str | Profile, recompute: bool = False, root: str | Path | None = None,
+                 backend: str = "sequential", workers: int = 1) -> tuple[dict | None, str | None]:
+    """``(result, None)`` from the cache or a fresh computation, else ``(None, message naming the command)``."""
+    p = get_profile(profile)
+    work = default_work_dir(p, root)
+
+    def compute_fn() -> dict:
+        loaded, frames = study_data(p, root)
+        found = foundations_of(p, work, root, scales=(p.lodo_scale,))[p.lodo_scale]
+        return {**compute(p, frames, found, work, backend, workers),
+                "data": {"label": loaded.label, **loaded.summary()}}
+
+    result, message = cache.load_results(CACHE_NAME, p, compute_fn, recompute, root, NOTEBOOK)
+    if result is None:
+        return None, message
+    try:
+        return check_layout(result, p.name), None
+    except OldCacheLayout as err:
+        return None, str(err)

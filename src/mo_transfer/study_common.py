@@ -1,0 +1,80 @@
+"""What the engine's studies share and none of them owns: training settings of a profile, the study data (from
+the one data setting, see :mod:`mo_transfer.data_source`), and the foundation models of a profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from . import cache, foundation, splits
+from .engine import folds as folds_mod
+from .engine.records import TrainSettings
+from .profiles import Profile, get_profile
+
+SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L", "chgnet": "CHGNet"}
+CHGNET_FOUNDATION = "chgnet-0.3.0"
+
+
+def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation", ema: bool = True
+             ) -> TrainSettings:
+    """Training settings of an engine run: the paper's constants, the profile's cap, patience, batch and dtype
+    (``ema=False`` for CHGNet, whose trainer has no EMA)."""
+    return TrainSettings(max_epochs=p.engine_max_epochs, patience=p.engine_patience, lr=lr or p.lr,
+                         weight_decay=p.weight_decay, ema_decay=p.ema_decay if ema else None,
+                         energy_weight=p.energy_weight,
+                         forces_weight=p.forces_weight, batch_size=p.batch_size, seed=p.seed,
+                         default_dtype=p.default_dtype, device=p.device, normalisation=normalisation,
+                         e0_rule="estimated")
+
+
+def e_ids(frames: Sequence[Atoms]) -> list[str]:
+    """Frame ids of the relaxed (E) frames."""
+    return [splits.frame_id(a) for a in frames if a.info.get("state") == "E"]
+
+
+def study_data(profile: str | Profile, root: str | Path | None = None):
+    """The validated data of the study (``$MO_TRANSFER_DATA`` when set, else our GPAW data) and the FT-E_NE pool
+    it partitions (its E frames are FT-E). Raises naming the source when it holds too few E frames."""
+    from .data_source import load_study_data
+
+    p = get_profile(profile)
+    loaded = load_study_data(Path(root if root is not None else cache.repo_root()))
+    frames = subsample_trajectories(list(loaded.pools.get("FT-E_NE", [])), p)
+    n_e = len(e_ids(frames))
+    if n_e < 2 * p.iid_folds:
+        raise ValueError(loaded.insufficient("the IID study", "FT-E", 2 * p.iid_folds))
+    return loaded, frames
+
+
+def subsample_trajectories(frames: list[Atoms], p: Profile) -> list[Atoms]:
+    """At most ``p.max_frames`` frames, taken as whole trajectories (seeded), so every kept E frame comes with
+    its relaxation; all frames when the cap allows."""
+    if p.max_frames is None or len(frames) <= p.max_frames:
+        return frames
+    by_traj: dict[str, list[Atoms]] = {}
+    for a in frames:
+        by_traj.setdefault(folds_mod.traj_group(a), []).append(a)
+    keys = sorted(by_traj)
+    kept: list[Atoms] = []
+    for i in np.random.default_rng(p.seed).permutation(len(keys)):
+        group = by_traj[keys[i]]
+        if len(kept) + len(group) <= p.max_frames:
+            kept += group
+    return kept
+
+
+def foundations_of(profile: str | Profile, work: Path, root: str | Path | None = None,
+                   scales: Sequence[str] | None = None) -> dict[str, str]:
+    """Foundation model path per scale of a profile: smoke, a tiny GOHomS-mini pretrained on synthetic labels in
+    ``<work>/foundation`` (made once, ~30 s); cpu, GOHomS-mini; gpu / paper, MACE-MP-0 (mace's download)."""
+    from .training import foundation_name
+
+    p = get_profile(profile)
+    scales = tuple(scales) if scales is not None else p.model_scales
+    if p.name == "smoke":
+        return {s: str(foundation.smoke_foundation(Path(work) / "foundation", foundation.SCALE_TO_GOH_MINI[s]))
+                for s in scales}
+    return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s))) for s in scales}
