@@ -18,7 +18,8 @@ from . import cache
 from .profiles import profile_names
 
 #: Study name -> module whose ``load_results(profile, recompute, root)`` makes and caches it.
-STUDIES: dict[str, str] = {"iid": "mo_transfer.iid", "lodo": "mo_transfer.lodo", "unseen": "mo_transfer.unseen"}
+STUDIES: dict[str, str] = {"iid": "mo_transfer.iid_study", "lodo": "mo_transfer.lodo_study",
+                           "unseen": "mo_transfer.unseen"}
 
 
 def recompute(study: str, profile: str, root: str | None = None, workers: int = 1):

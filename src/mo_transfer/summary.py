@@ -14,7 +14,7 @@ from . import metrics
 from .profiles import Profile, get_profile
 
 #: Study name -> (module, notebook that makes it).
-STUDIES: dict[str, tuple[str, str]] = {"iid": ("mo_transfer.iid_study", "03_iid"), "lodo": ("mo_transfer.lodo", "04_lodo"),
+STUDIES: dict[str, tuple[str, str]] = {"iid": ("mo_transfer.iid_study", "03_iid"), "lodo": ("mo_transfer.lodo_study", "04_lodo"),
                                        "unseen": ("mo_transfer.unseen", "05_unseen")}
 
 #: Table 1 headline cells: (label, engine experiment, our row label, the paper's model, metric); {x} is the scale.
@@ -81,28 +81,29 @@ def table1_rows(iid_results: dict | None, scale: str | None = None) -> list[dict
 
 
 def table2_rows(lodo_results: dict | None) -> list[dict]:
-    """The paper's Table 2 summary (mean over elements, Strict and Relaxed, with and without its worst element)
-    beside ours over the elements we ran."""
-    from . import lodo
+    """The paper's Table 2 summary (MeanAll ± std over folds, MeanNC without Cr; Strict and Relaxed energy MAE)
+    beside ours over the folds we ran (the MACE row of the engine's LODO cache), computed the paper's way."""
+    from . import lodo_report
 
     paper = metrics.load_paper_table2()
-    ps = lodo.summary(paper, exclude=metrics.PAPER_EXCLUDED_ELEMENT)
-    ours = lodo.wide(lodo.long_frame(lodo_results)) if lodo_results else None
-    os_ = lodo.summary(ours) if ours is not None and len(ours) else None
+    ours = None
+    if lodo_results:
+        mace_rows = [r for r in lodo_report.row_labels(lodo_results) if "CHGNet" not in r]
+        if mace_rows:
+            ours = lodo_report.summary_rows(lodo_results, mace_rows[0]).set_index("protocol")
     rows = []
-    for key, what in (("MeanAll", "mean over held-out elements"), ("MeanNoWorst", "mean without the worst element")):
-        for proto in ("strict", "relaxed"):
-            col = f"{proto}_energy_mae"
-            ov = float(os_[key][col]) if os_ is not None and col in os_[key] else None
-            ov = ov if ov is not None and math.isfinite(ov) else None
-            excl = (f" (paper: without {ps['excluded']}" + (f"; ours: without {os_['excluded']})" if os_ else ")")
-                    if key == "MeanNoWorst" else "")
-            rows.append({"quantity": f"{proto.capitalize()}-LODO energy MAE, {what}{excl}", "unit": "meV/atom",
-                         "paper's": _fmt(float(ps[key][col])), "ours": _fmt(ov),
-                         "ours / paper": _ratio(ov, float(ps[key][col]))})
-    if os_ is not None:
-        rows.append({"quantity": "elements in the mean", "unit": "", "paper's": str(len(paper)),
-                     "ours": str(len(ours)), "ours / paper": "-"})
+    for proto in ("strict", "relaxed"):
+        pv = paper[f"{proto}_energy_mae"]
+        pnc = paper.drop(index=metrics.PAPER_EXCLUDED_ELEMENT)[f"{proto}_energy_mae"]
+        o = ours.loc[proto] if ours is not None else None
+        rows.append({"quantity": f"{proto.capitalize()}-LODO energy MAE, mean ± std over held-out elements",
+                     "unit": "meV/atom", "paper's": f"{pv.mean():.2f} ± {pv.std(ddof=1):.2f}",
+                     "ours": o["ours MeanAll ± std"] if o is not None else "-",
+                     "folds (ours)": int(o["folds"]) if o is not None else "-"})
+        rows.append({"quantity": f"{proto.capitalize()}-LODO energy MAE, mean without "
+                                 f"{metrics.PAPER_EXCLUDED_ELEMENT} (MeanNC)", "unit": "meV/atom",
+                     "paper's": f"{pnc.mean():.2f}", "ours": o["ours MeanNC (without Cr)"] if o is not None else "-",
+                     "folds (ours)": "-"})
     return rows
 
 

@@ -1,0 +1,75 @@
+"""LODO on the engine: fold membership on real pool frames, the shared structures, skipped folds, the NE view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mo_transfer import data_report, lodo_report, lodo_study, splits
+from mo_transfer.engine.records import FrameErrors
+from mo_transfer.profiles import get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ne_frames():
+    pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
+    return pools["FT-E_NE"]
+
+
+def test_relaxed_trains_on_mixed_pairs_that_strict_tests(ne_frames):
+    e = [a for a in ne_frames if a.info["state"] == "E"]
+    dsets = {splits.frame_id(a): splits.dopant_elements(a) for a in e}
+    for el in ("Nb", "Cr"):
+        strict = splits.lodo_split(e, el, "strict")
+        relaxed = splits.lodo_split(e, el, "relaxed")
+        assert set(relaxed.test) < set(strict.test)  # Relaxed's test structures are shared with Strict
+        mixed = [f for f in strict.test if len(set(dsets[f])) > 1]
+        assert mixed and all(f in set(relaxed.train) | set(relaxed.valid) for f in mixed)
+        assert not any(el in dsets[f] for f in strict.train + strict.valid)
+
+
+def test_ne_view_holds_only_held_out_trajectories(ne_frames):
+    e = [a for a in ne_frames if a.info["state"] == "E"]
+    split = splits.lodo_split(e, "W", "strict")
+    view = lodo_study.ne_view(ne_frames, split.test)
+    test_trajs = {a.info["traj_id"] for a in e if splits.frame_id(a) in set(split.test)}
+    assert view and {a.info["traj_id"] for a in view} == test_trajs
+    assert all(a.info["state"] != "E" for a in view)
+
+
+def test_a_fold_without_relaxed_test_structures_is_reported_not_dropped(ne_frames, tmp_path):
+    # keep only mixed pairs with Nb: no structure whose every dopant site is Nb, so Relaxed has nothing to test
+    keep = [a for a in ne_frames if "Nb" in splits.dopant_elements(a) and len(set(splits.dopant_elements(a))) > 1
+            or "Nb" not in splits.dopant_elements(a)]
+    p = get_profile("smoke")
+    exps, skipped = lodo_study.experiments(p, keep, "unused.model", tmp_path)
+    assert [e.name for e in exps] == ["Nb strict"]
+    assert skipped and skipped[0]["element"] == "Nb" and skipped[0]["protocol"] == "relaxed" and skipped[0]["reason"]
+
+
+def _errs(ids, values):
+    return FrameErrors(ids, ids, [16] * len(ids), values, [16.0] * len(ids), [16.0] * len(ids)).to_dict()
+
+
+def test_protocol_effect_is_paired_on_the_shared_structures():
+    strict_ids = [f"s{k}" for k in range(10)]
+    shared = strict_ids[:6]
+    cell = [{"row": "FT-E(M)", "fold": "f", "training": {"converged": True}}]
+    res = {"elements": ["Nb", "Cr"], "protocols": ["strict", "relaxed"],
+           "skipped": [{"element": "Cr", "protocol": "relaxed", "reason": "no test structure"}],
+           "experiments": {
+               "Nb strict": {"errors": {"FT-E(M)": [_errs(strict_ids, [100.0] * 6 + [1000.0] * 4)]}, "cells": cell},
+               "Nb relaxed": {"errors": {"FT-E(M)": [_errs(shared, [10.0, 12, 9, 11, 10, 8])]}, "cells": cell},
+               "Cr strict": {"errors": {"FT-E(M)": [_errs(strict_ids, [5.0] * 10)]}, "cells": cell}}}
+    effect = lodo_report.protocol_effect(res, "FT-E(M)").set_index("element")
+    assert effect.loc["Nb", "shared structures"] == 6
+    assert effect.loc["Nb", "Strict, shared (meV/atom)"] == 100.0  # the four Strict-only structures do not enter
+    assert effect.loc["Nb", "verdict"] == "holds"
+    assert effect.loc["Cr", "verdict"] == "skipped"
+    text = lodo_report.exceptions_markdown(res, "FT-E(M)")
+    assert "**Cr**" in text and "Y** was not held out" in text
+    table = lodo_report.fold_table(res, "FT-E(M)")
+    assert "skipped: no test structure" in set(table["note"])
