@@ -76,10 +76,22 @@ def test_offsets_fit_only_the_training_frames(relaxed):
         fit_offsets(frames[:6], residual, elements)
 
 
-def test_scratch_and_fine_tune_share_e0s_scale_and_shift(tiny_model, relaxed, tmp_path):
+@pytest.fixture(scope="module")
+def trained(tiny_model, relaxed, tmp_path_factory):
+    """Three short runs shared by the tests below: scratch and fine-tune with the foundation's normalisation, and
+    scratch with mace's default rms_forces_scaling."""
+    root = tmp_path_factory.mktemp("engine-runs")
     backend = MaceBackend()
-    records = {p: backend.train(_spec(tiny_model, relaxed, tmp_path / p, p)) for p in ("scratch", "fine-tune")}
-    s, f = records["scratch"], records["fine-tune"]
+    return {"scratch": backend.train(_spec(tiny_model, relaxed, root / "s", "scratch")),
+            "fine-tune": backend.train(_spec(tiny_model, relaxed, root / "f", "fine-tune")),
+            "default": backend.train(_spec(tiny_model, relaxed, root / "d", "scratch",
+                                           normalisation="rms_forces_scaling")),
+            "root": root}
+
+
+def test_scratch_and_fine_tune_share_e0s_scale_and_shift(tiny_model, relaxed, trained):
+    backend = MaceBackend()
+    s, f = trained["scratch"], trained["fine-tune"]
     assert s.e0s_ev == pytest.approx(f.e0s_ev) and s.output_scale == pytest.approx(f.output_scale)
     assert s.output_shift == pytest.approx(f.output_shift)
     # the trained models differ: scratch started from random weights
@@ -90,17 +102,14 @@ def test_scratch_and_fine_tune_share_e0s_scale_and_shift(tiny_model, relaxed, tm
     found = F.model_e0s(F.load_model(tiny_model), ("Mo",))[42]
     assert s.e0s_ev["Mo"] != pytest.approx(found, abs=1e-9)
     # a finished run is not retrained
-    again = backend.train(_spec(tiny_model, relaxed, tmp_path / "scratch", "scratch"))
+    again = backend.train(_spec(tiny_model, relaxed, trained["root"] / "s", "scratch"))
     assert again.wall_s == s.wall_s
 
 
-def test_default_scaling_is_degenerate_on_relaxed_frames(tiny_model, relaxed, tmp_path):
+def test_default_scaling_is_degenerate_on_relaxed_frames(tiny_model, relaxed, trained):
     """mace's default (rms_forces_scaling) on relaxed frames pins the output scale near zero; the foundation's
     normalisation does not. This is why the first scratch baseline never trained."""
-    backend = MaceBackend()
-    default = backend.train(_spec(tiny_model, relaxed, tmp_path / "d", "scratch", normalisation="rms_forces_scaling",
-                                  max_epochs=2))
-    fair = backend.train(_spec(tiny_model, relaxed, tmp_path / "f", "scratch", max_epochs=2))
+    default, fair = trained["default"], trained["scratch"]
     max_force = max(np.abs(a.arrays["REF_forces"]).max() for a in relaxed["frames"][:6])
     assert default.output_scale < 2 * max_force < 0.05
     assert fair.output_scale > 0.05
@@ -116,19 +125,17 @@ def test_patience_rule_on_synthetic_curves():
     assert T.epochs_since_best(rows([3.0, 1.0, 1.0, 2.0])) == 2  # equal is no improvement (mace's rule)
 
 
-def test_convergence_flag(tiny_model, relaxed, tmp_path):
-    backend = MaceBackend()
+def test_convergence_flag(tiny_model, relaxed, trained, tmp_path):
     # lr 0: the validation loss never improves, so patience 1 must stop the run long before its cap
-    stopped = backend.train(_spec(tiny_model, relaxed, tmp_path / "stop", "fine-tune", max_epochs=8, lr=0.0,
-                                  weight_decay=0.0))
+    stopped = MaceBackend().train(_spec(tiny_model, relaxed, tmp_path / "stop", "fine-tune", max_epochs=8, lr=0.0,
+                                        weight_decay=0.0))
     assert stopped.converged and stopped.epochs_run < 8
     assert [c["epoch"] for c in stopped.curve][0] == 0
     # a run that ends at its cap is converged exactly when its curve says patience was exhausted
-    capped = backend.train(_spec(tiny_model, relaxed, tmp_path / "cap", "fine-tune", max_epochs=2, patience=1,
-                                 lr=1e-3))
-    losses = [c["loss"] for c in capped.curve if c["epoch"] > 0]
-    improving = losses[-1] < min(losses[:-1])
-    assert capped.converged == (not improving)
+    for capped in (trained["scratch"], trained["fine-tune"]):
+        losses = [c["loss"] for c in capped.curve if c["epoch"] > 0]
+        if capped.epochs_run == capped.max_epochs:
+            assert capped.converged == (not losses[-1] < min(losses[:-1]))
 
 
 def test_fine_tune_refuses_a_normalisation_it_cannot_have(tiny_model, relaxed, tmp_path):

@@ -1,0 +1,20 @@
+"""The README's held-out errors of the committed GOHomS-mini models are those their provenance files record."""
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_quotes_the_recorded_held_out_errors():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    m = re.search(r"held-out test energy MAE ([\d.]+) / ([\d.]+) / ([\d.]+) meV/atom and force MAE ([\d.]+) / "
+                  r"([\d.]+) / ([\d.]+) meV/A on (\d+) frames", text)
+    assert m, "README must quote the held-out errors of GOHomS-mini S / M / L"
+    quoted = [float(v) for v in m.groups()]
+    for k, scale in enumerate("SML"):
+        test = json.loads((ROOT / "data" / "models" / f"goh-mini-{scale}.json").read_text())["held_out_metrics"]["test"]
+        assert round(test["energy_mae_mev_per_atom"], 1) == quoted[k], scale
+        assert round(test["force_mae_mev_per_ang"], 1) == quoted[3 + k], scale
+        assert test["n_frames"] == int(quoted[6])
