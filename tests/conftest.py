@@ -3,3 +3,16 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ne_frames():
+    """The committed FT-E_NE pool of our GPAW data (every relaxation frame; its E frames are FT-E)."""
+    from mo_transfer import data_report
+
+    pools, _, _ = data_report.build_pools(Path(__file__).resolve().parents[1] / "data" / "dft")
+    return pools["FT-E_NE"]

@@ -9,17 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mo_transfer import cache, data_report, iid_report, iid_study, splits, study_common
+from mo_transfer import cache, iid_report, iid_study, splits, study_common
 from mo_transfer.engine.records import FrameErrors
 from mo_transfer.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="module")
-def ne_frames():
-    pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
-    return pools["FT-E_NE"]
 
 
 def test_every_relaxed_structure_is_tested_once_and_the_pools_share_the_partition(ne_frames):

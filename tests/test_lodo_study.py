@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
-from mo_transfer import data_report, lodo_report, lodo_study, splits
+from mo_transfer import lodo_report, lodo_study, splits
 from mo_transfer.engine.records import FrameErrors
 from mo_transfer.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="module")
-def ne_frames():
-    pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
-    return pools["FT-E_NE"]
 
 
 def test_relaxed_trains_on_mixed_pairs_that_strict_tests(ne_frames):

@@ -24,7 +24,8 @@ from . import cache, splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, e_ids, foundations_of, settings, study_data)
+from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, e_ids, foundations_of, load_study_results, settings,
+                           study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "iid"
@@ -34,8 +35,6 @@ SCHEMA = "mo_transfer.iid/2"
 DEFAULT_SCALING_SCALE = "small"
 
 
-class OldCacheLayout(ValueError):
-    """A cached IID result written before the evaluation engine; the message names the recompute command."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -187,33 +186,9 @@ def compute(profile: str | Profile, data_frames: Sequence[Atoms], foundations: d
             "wall_s": round(time.time() - t0, 1)}
 
 
-def check_layout(doc_result: dict, profile: str) -> dict:
-    """Refuse a cached result of the layout before the engine, naming the command that recomputes it."""
-    if not isinstance(doc_result, dict) or doc_result.get("schema") != SCHEMA:
-        raise OldCacheLayout(
-            f"data/results/{profile}/{CACHE_NAME}.json is in a layout written before the evaluation engine "
-            f"(schema {doc_result.get('schema') if isinstance(doc_result, dict) else None!r}, expected {SCHEMA!r}); "
-            f"recompute it with `.venv/bin/python -m mo_transfer.recompute iid --profile {profile}` "
-            f"(or `make notebooks PROFILE={profile} RECOMPUTE=1`)")
-    return doc_result
-
-
-def load(profile: str | Profile, root: str | Path | None = None) -> dict:
-    """The cached IID result of a profile (CacheMissing if absent, OldCacheLayout if of the old layout)."""
-    p = get_profile(profile)
-    return check_layout(cache.load(CACHE_NAME, p, root, NOTEBOOK), p.name)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Entry points: data and foundations of a profile, cached results
-# ---------------------------------------------------------------------------------------------------------------
-
-
 def default_work_dir(profile: str | Profile, root: str | Path | None = None) -> Path:
     """Where the study's splits and training runs live (ignored by git)."""
-    p = get_profile(profile)
-    return Path(root if root is not None else cache.repo_root()) / "data" / "runs" / p.name / "iid-engine"
-
+    return work_dir(profile, "iid-engine", root)
 
 def load_results(profile: str | Profile, recompute: bool = False, root: str | Path | None = None,
                  backend: str = "sequential", workers: int = 1) -> tuple[dict | None, str | None]:
@@ -227,13 +202,7 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
         result = compute(p, frames, foundations_of(p, work, root), work, backend, workers)
         return {**result, "data": {"label": loaded.label, **loaded.summary()}}
 
-    result, message = cache.load_results(CACHE_NAME, p, compute_fn, recompute, root, NOTEBOOK)
-    if result is None:
-        return None, message
-    try:
-        return check_layout(result, p.name), None
-    except OldCacheLayout as err:
-        return None, str(err)
+    return load_study_results(CACHE_NAME, NOTEBOOK, SCHEMA, p, compute_fn, recompute, root)
 
 
 PROTOCOL_CACHE = "protocol_choice"

@@ -16,11 +16,12 @@ from typing import Sequence
 
 from ase import Atoms
 
-from . import cache, splits
+from . import splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import CHGNET_FOUNDATION, SCALE_LETTER, foundations_of, settings, study_data
+from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, foundations_of, load_study_results, settings,
+                           study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "lodo"
@@ -30,8 +31,6 @@ PROTOCOLS: tuple[str, ...] = splits.LODO_PROTOCOLS
 NE_VIEW = "NE"
 
 
-class OldCacheLayout(ValueError):
-    """A cached LODO result written before the evaluation engine; the message names the recompute command."""
 
 
 def rows(p: Profile, foundation: str) -> tuple[Row, ...]:
@@ -82,19 +81,8 @@ def compute(profile: str | Profile, ne_frames: Sequence[Atoms], foundation: str,
 
 
 def default_work_dir(profile: str | Profile, root: str | Path | None = None) -> Path:
-    p = get_profile(profile)
-    return Path(root if root is not None else cache.repo_root()) / "data" / "runs" / p.name / "lodo-engine"
-
-
-def check_layout(result: dict, profile: str) -> dict:
-    """Refuse a cached result of the layout before the engine, naming the command that recomputes it."""
-    if not isinstance(result, dict) or result.get("schema") != SCHEMA:
-        raise OldCacheLayout(
-            f"data/results/{profile}/{CACHE_NAME}.json is in a layout written before the evaluation engine "
-            f"(expected schema {SCHEMA!r}); recompute it with `.venv/bin/python -m mo_transfer.recompute lodo "
-            f"--profile {profile}` (or `make notebooks PROFILE={profile} RECOMPUTE=1`)")
-    return result
-
+    """Where the study's splits and training runs live (ignored by git)."""
+    return work_dir(profile, "lodo-engine", root)
 
 def load_results(profile: str | Profile, recompute: bool = False, root: str | Path | None = None,
                  backend: str = "sequential", workers: int = 1) -> tuple[dict | None, str | None]:
@@ -108,10 +96,4 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
         return {**compute(p, frames, found, work, backend, workers),
                 "data": {"label": loaded.label, **loaded.summary()}}
 
-    result, message = cache.load_results(CACHE_NAME, p, compute_fn, recompute, root, NOTEBOOK)
-    if result is None:
-        return None, message
-    try:
-        return check_layout(result, p.name), None
-    except OldCacheLayout as err:
-        return None, str(err)
+    return load_study_results(CACHE_NAME, NOTEBOOK, SCHEMA, p, compute_fn, recompute, root)

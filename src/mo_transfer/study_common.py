@@ -78,3 +78,37 @@ def foundations_of(profile: str | Profile, work: Path, root: str | Path | None =
         return {s: str(foundation.smoke_foundation(Path(work) / "foundation", foundation.SCALE_TO_GOH_MINI[s]))
                 for s in scales}
     return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s))) for s in scales}
+
+
+class OldCacheLayout(ValueError):
+    """A cached study result written before the evaluation engine; the message names the recompute command."""
+
+
+def check_layout(result: object, name: str, schema: str, profile: str) -> dict:
+    """``result`` if it carries ``schema``; else :class:`OldCacheLayout` naming the command that recomputes it."""
+    if not isinstance(result, dict) or result.get("schema") != schema:
+        found = result.get("schema") if isinstance(result, dict) else None
+        raise OldCacheLayout(
+            f"data/results/{profile}/{name}.json is in a layout written before the evaluation engine (schema "
+            f"{found!r}, expected {schema!r}); recompute it with `.venv/bin/python -m mo_transfer.recompute {name} "
+            f"--profile {profile}` (or `make notebooks PROFILE={profile} RECOMPUTE=1`)")
+    return result
+
+
+def work_dir(profile: str | Profile, study: str, root: str | Path | None = None) -> Path:
+    """Where a study's splits and training runs live (``data/runs/<profile>/<study>``, ignored by git)."""
+    return Path(root if root is not None else cache.repo_root()) / "data" / "runs" / get_profile(profile).name / study
+
+
+def load_study_results(name: str, notebook: str, schema: str, profile: str | Profile, compute_fn,
+                       recompute: bool = False, root: str | Path | None = None) -> tuple[dict | None, str | None]:
+    """``(result, None)`` from the cache (or ``compute_fn()`` with ``recompute``, cached with provenance), else
+    ``(None, message)`` naming the recompute command: for a missing cache and for one of the old layout."""
+    p = get_profile(profile)
+    result, message = cache.load_results(name, p, compute_fn, recompute, root, notebook)
+    if result is None:
+        return None, message
+    try:
+        return check_layout(result, name, schema, p.name), None
+    except OldCacheLayout as err:
+        return None, str(err)
