@@ -4,7 +4,6 @@ claims gated on convergence, and the refusal of a cache written before the engin
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,6 @@ import pytest
 from mo_transfer import cache, iid_report, iid_study, splits, study_common
 from mo_transfer.engine.records import FrameErrors
 from mo_transfer.profiles import get_profile
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def test_every_relaxed_structure_is_tested_once_and_the_pools_share_the_partition(ne_frames):

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-
 from mo_transfer import lodo_report, lodo_study, splits
 from mo_transfer.engine.records import FrameErrors
 from mo_transfer.profiles import get_profile
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def test_relaxed_trains_on_mixed_pairs_that_strict_tests(ne_frames):
