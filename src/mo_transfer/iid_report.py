@@ -221,3 +221,19 @@ def per_structure_errors(result: dict, experiment: str = "FT-E") -> pd.DataFrame
         for fid, g, e in zip(errs.frame_ids, errs.group_ids, errs.energy_error_mev_per_atom):
             rows.append({"row": label, "structure": g, "frame": fid, "error_mev_per_atom": float(e)})
     return pd.DataFrame(rows)
+
+
+def backend_differences(result: dict, experiment: str = "FT-E") -> pd.DataFrame:
+    """Every setting in which the CHGNet runs differ from the MACE runs, as the CHGNet backend records it."""
+    for cell in result["experiments"][experiment]["cells"]:
+        diffs = cell.get("training", {}).get("extra", {}).get("differences_from_mace")
+        if diffs:
+            return pd.DataFrame([{"setting": k.replace("_", " "), "CHGNet runs (MACE runs in brackets)": v}
+                                 for k, v in diffs.items()])
+    return pd.DataFrame(columns=["setting", "CHGNet runs (MACE runs in brackets)"])
+
+
+def curve_runs_of(result: dict, backend: str, experiment: str = "FT-E") -> list[dict]:
+    """:func:`curve_runs` restricted to one backend's rows."""
+    rows = {r["label"]: r for r in result["experiments"][experiment]["rows"]}
+    return [r for r in curve_runs(result, experiment) if rows[r["label"]]["backend"] == backend]
