@@ -106,3 +106,12 @@ def test_a_cache_of_the_old_layout_is_refused_with_the_recompute_command(tmp_pat
     assert "mo_transfer.recompute iid --profile cpu" in message and "before the evaluation engine" in message
     missing, note = iid_study.load_results("gpu", False, root=tmp_path)
     assert missing is None and note
+
+
+def test_the_cpu_profile_fits_its_core_hour_budget():
+    """Issue #26 item 7: the cpu IID study is sized to at most about 8 core-hours on our pools (57 / 300 frames)."""
+    est = iid_study.estimate_core_hours("cpu", 57, 300)
+    assert 0 < est["total"] <= 8.0
+    assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"), abs=0.05)
+    # the estimate grows with the folds it must train
+    assert iid_study.estimate_core_hours("gpu", 57, 300)["total"] > est["total"]

@@ -3,6 +3,7 @@
 import math
 
 from mo_transfer import metrics, summary
+from mo_transfer.profiles import get_profile
 
 
 def _engine_iid(scales=("M",), offset=0.0):
@@ -72,7 +73,7 @@ def test_setup_rows_report_what_the_results_used():
     res = {"iid": (_engine_iid(), None)}
     rows = {r["aspect"]: r for r in summary.setup_rows("cpu", res)}
     assert rows["FT-E / FT-E_NE frames"]["ours"] == "12 / 40"
-    assert rows["IID splits"]["ours"].startswith("10 folds of whole trajectories")
+    assert rows["IID splits"]["ours"].startswith(f"{get_profile('cpu').iid_folds} folds of whole trajectories")
     assert "patience 20" in rows["stopping (IID)"]["ours"]
 
 
