@@ -112,9 +112,9 @@ def chgnet_rows(p: Profile) -> list[Row]:
 
 
 def ene_rows(p: Profile, foundations: dict[str, str], prefix: str = "FT-E_NE", extra: str = "") -> tuple[Row, ...]:
-    """Fine-tune rows on FT-E_NE frames (the paper's protocol), one per scale."""
+    """Fine-tune rows on FT-E_NE frames (the paper's protocol), one per FT-E_NE scale of the profile."""
     return tuple(Row(label(prefix, s, extra=extra), "fine-tune", foundations[s], scale=s, settings=settings(p))
-                 for s in p.model_scales)
+                 for s in p.iid_ene_scales or p.model_scales)
 
 
 def lr_grid_rows(p: Profile, foundations: dict[str, str]) -> tuple[Row, ...]:
@@ -229,31 +229,36 @@ def load_protocol_choice(profile: str | Profile, root: str | Path | None = None)
 #: GOHomS-mini S float64 3.8 s/epoch on 46 frames (shared/notes/finetuning.md), M about 1.4x S (benchmarks/
 #: training.py), CHGNet 0.3.0 4.4 CPU-s/epoch on 40 frames (the CHGNet backend's measurement).
 SECONDS_PER_FRAME_EPOCH: dict[str, float] = {"small": 0.083, "medium": 0.12, "large": 0.25, "chgnet": 0.11}
-#: Epochs a run takes to early stopping on one FT-E fold at lr 3e-4 (scratch 50, CHGNet fine-tune 51, patience 10),
-#: plus the profile's patience beyond 10.
-EPOCHS_TO_STOP = 50
+#: Epochs a run takes to early stopping on FT-E fold 0 at lr 3e-4 with patience 10 (benchmarks/protocol_choice.py,
+#: GOHomS-mini S: scratch 50, fine-tune 123; CHGNet fine-tune 51), plus the profile's patience beyond 10.
+EPOCHS_TO_STOP: dict[str, int] = {"scratch": 50, "fine-tune": 123, "chgnet": 51}
 
 
 def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: int) -> dict[str, float]:
     """Core-hours the study should take at a profile's size, by experiment, from the measured per-frame epoch cost
     (an estimate to size the profile against its budget; the notebook prints it beside the measured total)."""
     p = get_profile(profile)
-    epochs = EPOCHS_TO_STOP + max(0, p.engine_patience - 10)
+    extra = max(0, p.engine_patience - 10)
     train_share = (p.iid_folds - 1) / p.iid_folds * 0.9
     n_ene = p.iid_folds_ene or p.iid_folds
     hours: dict[str, float] = {}
 
-    def add(name: str, scale: str, runs: int, frames: float) -> None:
+    def add(name: str, scale: str, kind: str, runs: int, frames: float) -> None:
+        epochs = EPOCHS_TO_STOP[kind] + extra
         hours[name] = hours.get(name, 0.0) + runs * frames * epochs * SECONDS_PER_FRAME_EPOCH[scale] / 3600
 
+    n_e_train = n_e_frames * train_share
     for s in p.model_scales:
-        per_scale = 4 + (1 if s == p.model_scales[0] else 0)  # paper and tuned scratch / fine-tune, default scratch
-        add("FT-E", s, per_scale * p.iid_folds, n_e_frames * train_share)
-        add("lr grid (fold 0)", s, 2 * max(0, len(p.tuned_lrs) - 1), n_e_frames * train_share)
-        add("FT-E_NE", s, n_ene, n_ne_frames * train_share)
-        add("FT-E_NE size-matched", s, n_ene, n_e_frames * train_share)
-        add("FT-E_NE random split", s, 1, n_ne_frames * 0.81)
+        default_row = 1 if s == p.model_scales[0] else 0  # mace's default-scaled scratch, one scale
+        add("FT-E", s, "scratch", (2 + default_row) * p.iid_folds, n_e_train)  # paper and tuned protocols
+        add("FT-E", s, "fine-tune", 2 * p.iid_folds, n_e_train)
+        for kind in ("scratch", "fine-tune"):
+            add("lr grid (fold 0)", s, kind, max(0, len(p.tuned_lrs) - 1), n_e_train)
+        if s in (p.iid_ene_scales or p.model_scales):
+            add("FT-E_NE", s, "fine-tune", n_ene, n_ne_frames * train_share)
+            add("FT-E_NE size-matched", s, "fine-tune", n_ene, n_e_train)
+            add("FT-E_NE random split", s, "fine-tune", 1, n_ne_frames * 0.81)
     if p.chgnet_rows:
-        add("FT-E", "chgnet", 2 * p.iid_folds, n_e_frames * train_share)
+        add("FT-E", "chgnet", "chgnet", 2 * p.iid_folds, n_e_train)
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}

@@ -76,6 +76,8 @@ class Profile:
     iid_folds: int = 10
     #: How many of those folds the (costlier) FT-E_NE rows train on; None = all.
     iid_folds_ene: int | None = None
+    #: Scales of the FT-E_NE rows (group, size-matched, random split); None = model_scales.
+    iid_ene_scales: tuple[str, ...] | None = None
     #: Epoch cap and patience of every engine run (a run that reaches the cap is flagged, never used in a verdict).
     engine_max_epochs: int = 400
     engine_patience: int = 20
@@ -104,6 +106,8 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: model_scales is empty")
         for s in self.model_scales:
             check(s, SCALES, "model scale")
+        for s in self.iid_ene_scales or ():
+            check(s, self.model_scales, "FT-E_NE scale (must be one of model_scales)")
         for el in self.lodo_elements or ():
             check(el, DOPANTS, "LODO element")
         for field in ("max_epochs", "num_channels", "iid_repeats_e", "iid_repeats_ene", "refine_repeats", "batch_size"):
@@ -184,11 +188,12 @@ PROFILES: dict[str, Profile] = {
         max_frames=1500,
         r_max=4.5,
         patience=10,
-        # 5 folds of trajectories ((72:8):20 inside each) and FT-E_NE rows on 2 of them: the IID study's estimate
-        # (iid_study.estimate_core_hours, from measured per-frame epoch costs) is about 7 core-hours on our
-        # 57 / 300 frames, within the 8 its issue allows; 10 folds would take about 20.
+        # 5 folds of trajectories ((72:8):20 inside each); FT-E_NE rows at S only, on 2 of them. The IID study's
+        # estimate (iid_study.estimate_core_hours, from measured per-frame epoch costs) is about 8.7 core-hours on
+        # our 57 / 300 frames, near the 8 its issue allows; 10 folds at both scales would take about 25.
         iid_folds=5,
         iid_folds_ene=2,
+        iid_ene_scales=("small",),
     ),
     "gpu": Profile(
         name="gpu",
