@@ -193,7 +193,8 @@ def protocol_rows(p, result: dict | None = None) -> list[dict]:
          "this profile": f"{n.get('FT-E', '-')} / {n.get('FT-E_NE', '-')}"},
         {"setting": "splits", "paper's": "10 (E) / 5 (E_NE) random (81:9):10 splits",
          "this profile": f"{p.iid_folds} folds of whole trajectories (every relaxed structure tested once); "
-                         f"FT-E_NE rows on {folds_ene} of them; one random split of FT-E_NE beside its lookup baseline"},
+                         f"FT-E_NE rows on {folds_ene} of them at {', '.join(p.iid_ene_scales or p.model_scales)}; one random "
+                         "split of FT-E_NE beside its lookup baseline"},
         {"setting": "scales / foundation", "paper's": "S, M, L / MACE-MP-0",
          "this profile": f"{', '.join(p.model_scales)} / {p.foundation}" + (" and CHGNet 0.3.0" if p.chgnet_rows else "")},
         {"setting": "stopping", "paper's": "not stated",
