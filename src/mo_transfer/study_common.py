@@ -91,7 +91,7 @@ def check_layout(result: object, name: str, schema: str, profile: str) -> dict:
         raise OldCacheLayout(
             f"data/results/{profile}/{name}.json is in a layout written before the evaluation engine (schema "
             f"{found!r}, expected {schema!r}); recompute it with `.venv/bin/python -m mo_transfer.recompute {name} "
-            f"--profile {profile}` (or `make notebooks PROFILE={profile} RECOMPUTE=1`)")
+            f"--profile {profile}` (or `make notebooks PROFILE={profile} RECOMPUTE=1`).")
     return result
 
 
