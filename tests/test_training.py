@@ -200,3 +200,19 @@ def test_error_metrics_follow_the_paper():
     assert m["energy_mae_mev_per_atom"] == pytest.approx(5.0)
     assert m["force_mae_mev_per_ang"] == pytest.approx(2.5)  # mean of per-atom error norms: (5 + 0) / 2
     assert m["force_rmse_mev_per_ang"] == pytest.approx(np.sqrt(12.5))
+
+
+def test_learning_curve_rows_put_the_initial_evaluation_at_epoch_0(tmp_path):
+    """mace's metrics file read back as a validation curve (what the engine's mace backend records per run)."""
+    config = T.TrainConfig("scratch", "small", "t.xyz", str(tmp_path))
+    path = T.results_file(tmp_path, config.name, config.seed)
+    path.parent.mkdir(parents=True)
+    rows = [{"mode": "eval", "epoch": None, "loss": 3.0, "mae_e_per_atom": 0.03, "mae_f": 0.3},
+            {"mode": "opt", "epoch": 0, "loss": 2.5},
+            {"mode": "eval", "epoch": 0, "loss": 2.0, "mae_e_per_atom": 0.02, "mae_f": 0.2},
+            {"mode": "eval", "epoch": 1, "loss": 1.0, "mae_e_per_atom": 0.01, "mae_f": 0.1},
+            {"mode": "eval", "epoch": None, "loss": 1.0, "mae_e_per_atom": 0.01, "mae_f": 0.1}]  # finalisation
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    curve = T.learning_curve_rows(T.read_results(T.results_file(tmp_path, config.name, config.seed)))
+    assert [c["epoch"] for c in curve] == [0, 1, 2] and [c["loss"] for c in curve] == [3.0, 2.0, 1.0]
+    assert curve[0]["mae_e_mev_per_atom"] == pytest.approx(30.0)
