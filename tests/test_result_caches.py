@@ -1,5 +1,8 @@
 """Regenerate small slices of the committed caches the book shows (DFT labels, cpu-profile results) and check them
-against the cache: a stale cache (data or model changed since) fails here, with the command that remakes it."""
+against the cache: a stale cache (data or model changed since) fails here, with the command that remakes it.
+
+No IID or LODO slice here: their cpu caches of the old sweep were removed with the code that wrote them, and the
+evaluation engine's caches (``python -m mo_transfer.recompute iid|lodo --profile cpu``) are not committed yet."""
 
 from __future__ import annotations
 
@@ -31,41 +34,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-#: The relaxation sets the FT-E / FT-E_NE pools are drawn from (BCC and FCC hosts; config ids are unique across them).
-POOL_SETS = ("bcc16", "fcc32")
-
-
-def _by_id(set_names: tuple[str, ...] = POOL_SETS) -> dict[tuple[str, str], object]:
-    """Committed E frames of the relaxation sets by (config_id, state); NE ids are not unique, so only E frames."""
-    return {(f.info["config_id"], f.info["state"]): f
-            for name in set_names for f in dft.load_set_frames(name) if f.info["state"] == "E"}
-
-
 def _check_foundation(record: dict) -> Path:
     path = MODELS / record["file"]
     assert _sha256(path) == record["sha256"], (
         f"{path.name} changed since the cache was made: rerun `python -m mo_transfer.recompute ... --profile cpu`")
     return path
-
-
-def test_iid_zero_shot_slice_regenerates_from_committed_model_and_data():
-    """Zero-shot rows of Table 1 need no training: re-predict their test frames with the committed foundation."""
-    res = _result("iid")
-    frames = _by_id()
-    checked = 0
-    for label, par in res["parity"].items():
-        if not label.startswith("Zero-shot"):
-            continue
-        run = next(r for r in res["runs"] if r["name"] == par["run"])
-        model = _check_foundation(res["foundations"][run["scale"]])
-        e = par["energy"]
-        test = [frames[(c, s)] for c, s in zip(e["config_id"], e["state"])]
-        ref = np.array([f.info["REF_energy"] / len(f) for f in test])
-        np.testing.assert_allclose(ref, e["ref_ev_per_atom"], atol=1e-6, err_msg=f"{label}: DFT labels changed")
-        pred = training.evaluate(model, test, "cpu", "float64").energies_ev / np.array([len(f) for f in test])
-        np.testing.assert_allclose(pred, e["pred_ev_per_atom"], atol=1e-5, err_msg=f"{label}: prediction changed")
-        checked += 1
-    assert checked == len(res["foundations"])  # one zero-shot parity per scale
 
 
 def test_unseen_zero_shot_per_element_errors_regenerate():
@@ -81,19 +54,6 @@ def test_unseen_zero_shot_per_element_errors_regenerate():
         ref = np.array([f.info["REF_energy"] for f in sub])
         mae = 1000 * np.mean(np.abs((pred - ref) / np.array([len(f) for f in sub])))
         assert mae == pytest.approx(cached[element]["energy_mae"], abs=1e-3), element
-
-
-def test_lodo_parity_frames_carry_the_committed_dft_labels():
-    """LODO's trained models are not committed; its test frames and their labels are, and must match the cache."""
-    res = _result("lodo")
-    _check_foundation(res["foundation"])
-    frames = _by_id()
-    for run, e in res["parity"].items():
-        element = run.split("_")[2]
-        for c, s, ref in zip(e["config_id"], e["state"], e["ref_ev_per_atom"]):
-            f = frames[(c, s)]
-            assert f.info["REF_energy"] / len(f) == pytest.approx(ref, abs=1e-6), (run, c)
-            assert element in f.info["dopant_set"].split(","), f"{run}: {c} does not hold the held-out {element}"
 
 
 def test_committed_gohoms_single_points_recompute():
