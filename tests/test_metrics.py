@@ -62,12 +62,6 @@ def test_missing_prediction_is_named():
         mt.evaluate_frames(frames)
 
 
-def test_outlier_fraction_counts_errors_strictly_above_the_mae():
-    assert mt.outlier_fraction([1, -1, 1, 5]) == pytest.approx(0.25)  # MAE 2: only 5 is above
-    assert mt.outlier_fraction([2, 2, 2, 2]) == 0.0  # equal to the MAE is not an outlier
-    assert mt.outlier_fraction([1, 1, 1, 5], threshold_of_mae=3.0) == 0.0
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # repeats
 

@@ -147,16 +147,6 @@ def force_parity(frames: Sequence[Atoms], pred_forces_key: str = PRED_FORCES_KEY
     })
 
 
-def outlier_fraction(errors: np.ndarray, threshold_of_mae: float = 1.0) -> float:
-    """Share of points whose absolute error exceeds ``threshold_of_mae`` x their MAE (the paper: 100 % of the MAE).
-
-    Pass per-structure energy errors, or force errors (per component for a component parity plot, or vector
-    norms); the paper does not say which it used for Figure 3.
-    """
-    a = np.abs(np.asarray(errors, dtype=float)).ravel()
-    return float(np.mean(a > threshold_of_mae * np.mean(a)))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Repeats and folds
 # ----------------------------------------------------------------------------------------------------------------

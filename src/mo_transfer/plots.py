@@ -1,6 +1,6 @@
 """Figures of the IID comparison (the paper's Figures 3-4, learning curves, Table 1 as bars), as plotly figures.
 
-Every function takes plain data (lists and dicts, as :mod:`mo_transfer.iid` caches them) and returns a
+Every function takes plain data (lists and dicts, as the studies and their reports hand them over) and returns a
 ``plotly.graph_objects.Figure``; nothing here computes a metric. Parity points carry hover text with the
 structure's configuration id, dopant set and state (E / NE), so an outlier can be traced to its structure.
 """
@@ -229,41 +229,6 @@ def lodo_bars(rows: Sequence[dict], title: str = "", log_y: bool = False):
                           row=1, col=c + 1)
         fig.update_yaxes(title_text="meV/atom" if c == 0 else None, type="log" if log_y else None, row=1, col=c + 1)
     fig.update_layout(barmode="group", title=title or None, height=400, margin=dict(l=60, r=20, t=60, b=50))
-    return fig
-
-
-def lodo_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 330):
-    """Energy parity per held-out element with the Strict and Relaxed test sets overlaid (the paper's Figure 6).
-
-    Each panel: ``title`` and ``series`` {protocol: energy dict with ``ref_ev_per_atom``, ``pred_ev_per_atom``,
-    ``error_mev_per_atom`` and the hover fields}.
-    """
-    import plotly.graph_objects as go
-
-    fig, n_cols = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT energy (eV/atom)",
-                            "model energy (eV/atom)", height_per_row)
-    seen: set[str] = set()
-    for k, p in enumerate(panels):
-        r, c = divmod(k, n_cols)
-        values = []
-        for protocol in ("strict", "relaxed"):
-            s = p["series"].get(protocol)
-            if not s:
-                continue
-            ref, pred = np.asarray(s["ref_ev_per_atom"], float), np.asarray(s["pred_ev_per_atom"], float)
-            values += [ref, pred]
-            fig.add_trace(go.Scatter(
-                x=ref, y=pred, mode="markers", name=protocol, legendgroup=protocol, showlegend=protocol not in seen,
-                marker=dict(size=6, color=PROTOCOL_COLORS[protocol], opacity=0.7,
-                            symbol="circle" if protocol == "relaxed" else "diamond"),
-                customdata=_customdata(s, len(ref), ("error_mev_per_atom",)),
-                hovertemplate=("%{customdata[0]}<br>dopants %{customdata[1]}, state %{customdata[2]}<br>"
-                               "DFT %{x:.4f} eV/atom<br>model %{y:.4f} eV/atom<br>error %{customdata[3]:.2f} "
-                               f"meV/atom<extra>{_first_line(p['title'])}, {protocol}</extra>")),
-                row=r + 1, col=c + 1)
-            seen.add(protocol)
-        fig.add_trace(_diagonal(np.concatenate(values) if values else np.zeros(0), k == 0), row=r + 1, col=c + 1)
-    fig.update_layout(title=title or None)
     return fig
 
 

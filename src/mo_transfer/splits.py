@@ -32,8 +32,6 @@ SUBSETS: tuple[str, ...] = ("train", "valid", "test")
 LODO_PROTOCOLS: tuple[str, ...] = ("strict", "relaxed")
 #: The paper's seed (Section 2.2 (3)); repeat k of a protocol uses ``base_seed + k``.
 PAPER_SEED = 42
-#: Repeats of the paper's IID protocol: 10 for the equilibrium pool, 5 for the non-equilibrium pool.
-PAPER_REPEATS: dict[str, int] = {"FT-E": 10, "FT-E_NE": 5}
 
 
 class SplitError(ValueError):
