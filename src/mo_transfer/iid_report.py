@@ -238,3 +238,33 @@ def curve_runs_of(result: dict, backend: str, experiment: str = "FT-E") -> list[
     """:func:`curve_runs` restricted to one backend's rows."""
     rows = {r["label"]: r for r in result["experiments"][experiment]["rows"]}
     return [r for r in curve_runs(result, experiment) if rows[r["label"]]["backend"] == backend]
+
+
+def _claim_kind(text: str) -> tuple[str, str]:
+    """("fine-tune beats scratch (paper protocol)", "S") from "fine-tune beats scratch (S, paper protocol)"."""
+    import re
+
+    m = re.match(r"^(.*) \((S|M|L|CHGNet)(?:, (.*))?\)$", text)
+    if not m:
+        return text, "-"
+    kind = m.group(1) + (f" ({m.group(3)})" if m.group(3) else "")
+    return kind, m.group(2)
+
+
+def verdicts_by_foundation(claims: pd.DataFrame) -> pd.DataFrame:
+    """One line per claim and metric: the verdict on each foundation (MACE scales, CHGNet), and whether it holds
+    for MACE (every MACE scale tested), for CHGNet, for both, or neither."""
+    lines: dict[tuple[str, str], dict] = {}
+    for _, r in claims.iterrows():
+        kind, who = _claim_kind(r["claim"])
+        line = lines.setdefault((kind, r["metric"]), {"claim": kind, "metric": r["metric"]})
+        line[who if who == "CHGNet" else f"MACE {who}"] = r["verdict"]
+    out = []
+    for line in lines.values():
+        mace = [v for k, v in line.items() if k.startswith("MACE ")]
+        mace_holds = bool(mace) and all(v == "holds" for v in mace)
+        chg_holds = line.get("CHGNet") == "holds"
+        line["holds for"] = ("both" if mace_holds and chg_holds else "MACE (GOHomS-mini)" if mace_holds
+                             else "CHGNet" if chg_holds else "neither resolved as holding")
+        out.append(line)
+    return pd.DataFrame(out).fillna("-")

@@ -75,9 +75,22 @@ def table1_rows(iid_results: dict | None, scale: str | None = None) -> list[dict
             ours = stats.bootstrap(errs, metric).text(1)
             ok, n = iid_report.convergence(iid_results, exp, row.format(x=scale))
             conv = f"{ok}/{n}" if n else "no training"
+        chg = "-"
+        chg_row = row.format(x="CHGNet")
+        if exp == "FT-E" and chg_row in exps.get(exp, {}).get("errors", {}):
+            chg = stats.bootstrap(iid_report.errors_of(iid_results, exp, chg_row), metric).text(1)
         rows.append({"quantity": f"{label} ({scale})", "unit": UNITS[metric], "paper's": _fmt(pv, 1),
-                     "ours [95% CI]": ours, "converged runs": conv})
+                     "ours [95% CI]": ours, "converged runs": conv, "ours, CHGNet 0.3.0 [95% CI]": chg})
     return rows
+
+
+def iid_verdict_rows(iid_results: dict | None) -> pd.DataFrame:
+    """Each IID claim of the paper and whether it holds on our data for MACE (GOHomS-mini), for CHGNet, for both."""
+    from . import iid_report
+
+    if not iid_results:
+        return pd.DataFrame(columns=["claim", "metric", "holds for"])
+    return iid_report.verdicts_by_foundation(iid_report.claims_table(iid_results))
 
 
 def table2_rows(lodo_results: dict | None) -> list[dict]:
