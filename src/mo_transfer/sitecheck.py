@@ -28,7 +28,7 @@ from . import cdp, sitelayout
 #: every host name fails to resolve, so a page that needs the network shows it (see stack.md).
 CHROMIUM_FLAGS: tuple[str, ...] = (
     "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
-    "--disable-component-update", "--disable-quic", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+    "--disable-component-update", "--disable-quic", "--disable-sync", "--no-first-run",
     "--host-resolver-rules=MAP * ~NOTFOUND", "--disable-features=MediaRouter,OptimizationHints,Translate",
 )
 #: Viewport width of the check and of the screenshots (CSS pixels): a laptop screen, both sidebars of the theme.

@@ -221,7 +221,7 @@ def plotly_sites_grid(cells: Sequence[tuple[str, Atoms]], height: int = 480):
 _FIT_ON_DISPLAY_JS = (
     "var v = this; setTimeout(function () { v.handleResize(); v.stage.handleResize();"
     " v.stage.viewerControls.spin([1, 0, 0], 0.3); v.stage.viewerControls.spin([0, 1, 0], 0.4);"
-    " v.stage.autoView(); v.stage.viewerControls.zoom(0.25); }, 300);"
+    " v.stage.autoView(); v.stage.viewerControls.zoom(0.08); }, 300);"
 )
 #: Radius (A) and opacity of the spheres: the central site largest and opaque, its shells smaller and slightly
 #: see-through so the central site stays visible among them, the other host atoms small and faint.
@@ -234,11 +234,11 @@ NGL_LABEL_PLACES: tuple[tuple[float, float, str], ...] = ((-1.6, 1.6, "bottom-ri
 
 
 def nglview_sites(atoms: Atoms, labels: Sequence[str] | None = None, label_sites: Sequence[int] | None = None,
-                  width: str = "560px", height: str = "460px"):
+                  width: str = "100%", height: str = "460px"):
     """nglview widget of a supercell like the paper's Figure 1: host atoms small and cyan, the central site (largest)
     and its shells as larger coloured spheres, the unit cell drawn. ``label_sites`` (e.g. the representative sites
-    of the design, ``structures.site_indices``) get a text label with their site name, each on its own side.
-    The default box is about as wide as it is tall: a cube in a full-width box left most of it empty."""
+    of the design, ``structures.site_indices``) get a text label with their site name, each on its own side, large
+    enough to read. The view is zoomed in after fitting: the fitted cell filled a third of its box."""
     import nglview as nv
 
     labels = site_labels(atoms) if labels is None else list(labels)
@@ -254,7 +254,7 @@ def nglview_sites(atoms: Atoms, labels: Sequence[str] | None = None, label_sites
         dx, dy, anchor = NGL_LABEL_PLACES[k % len(NGL_LABEL_PLACES)]
         # NGL looks text labels up by atom index
         view.add_representation("label", selection=[int(i)], labelType="text", labelText={int(i): labels[int(i)]},
-                                color="black", xOffset=dx, yOffset=dy, zOffset=2.0, fixedSize=False, radius=1.4,
+                                color="black", xOffset=dx, yOffset=dy, zOffset=2.0, fixedSize=False, radius=2.4,
                                 attachment=anchor, showBackground=True, backgroundColor="white",
                                 backgroundOpacity=0.8)
     view.add_representation("unitcell")
