@@ -5,6 +5,7 @@ with require.js, the widget manager and nglview's JavaScript as local copies.
 Skipped when the site has not been built; `make test` builds it before running this file."""
 
 import json
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,9 +16,11 @@ import pytest
 from mo_transfer import siteaudit, sitecheck
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
+# the site under test: the cpu book by default, the smoke build of `make test` through MO_TRANSFER_SITE
+HTML = Path(os.environ.get("MO_TRANSFER_SITE", ROOT / "_build" / "html")).resolve()
 PAGE = HTML / "notebooks" / "01_structures.html"
-RENDERED_NB = ROOT / "_build" / "book-src" / "notebooks" / "01_structures.ipynb"
+RENDERED_NB = Path(os.environ.get("MO_TRANSFER_BOOKSRC", ROOT / "_build" / "book-src")) / "notebooks" / \
+    "01_structures.ipynb"
 CDN_HOSTS = ("cdn.jsdelivr", "unpkg.com", "cdn.plot.ly", "cdnjs.cloudflare.com")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -158,3 +158,26 @@ def test_only_the_injected_parameters_are_shown(tmp_path):
     plain = tmp_path / "plain.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cells[0]]), str(plain))
     assert sphinx_ext.hide_replaced_parameters(plain) is False
+
+
+@pytest.mark.skipif(sitecheck.shutil.which("chromium") is None, reason="needs Debian's chromium (make browser-deps)")
+def test_a_bad_page_fails_the_browser_check_with_its_name_and_reasons(tmp_path, capsys):
+    """End to end in headless Chromium: a page that loads a script from a CDN and shows raw TeX fails, named, with
+    both reasons; a clean page passes; a full-page screenshot of each is saved."""
+    (tmp_path / "index.html").write_text("<html><body><main><p>Clean page.</p></main></body></html>")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "methods.html").write_text(
+        '<html><head><script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script></head>'
+        '<body><main><p>The dopant set \\(D(s)\\) of a structure.</p>' + "<p>filler</p>" * 150 + "</main></body></html>")
+    code = sitecheck.main([str(tmp_path), "--screenshots", str(tmp_path / "shots"),
+                           "--report", str(tmp_path / "report.json")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL book/methods.html" in out and "ok   index.html" in out
+    assert "book/methods.html: request leaves the site: https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js" \
+        in out
+    assert "book/methods.html: raw TeX in the text: ...The dopant set \\(D(s)\\) of a structure" in out
+    from PIL import Image
+
+    with Image.open(tmp_path / "shots" / "book__methods.png") as shot:
+        assert shot.size[0] == sitecheck.WIDTH and shot.size[1] > 2000  # the whole page, not one screen
