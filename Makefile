@@ -77,9 +77,13 @@ dft-deps: requirements-dft.txt
 	CC=g++ GPAW_CONFIG=$(CURDIR)/scripts/gpaw_siteconfig.py $(PY) -m pip install -r requirements-dft.txt
 
 # --- notebooks ----------------------------------------------------------------------------------------------------
-# ipykernel warns on every start that its ZeroMQ sockets use TCP without encryption: they listen on 127.0.0.1 for
-# papermill on this machine only, so the line reads like a failure and is none; it is filtered from the log.
-KERNEL_NOISE := Kernel is running over TCP without encryption
+# Two kernel log lines read like failures and are none; they are filtered from the log:
+# - ipykernel warns on every start that its ZeroMQ sockets use TCP without encryption: they listen on 127.0.0.1 for
+#   papermill on this machine only;
+# - jupyter_client interrupts the kernel when it shuts it down after the last cell (KernelManager.shutdown_kernel),
+#   and ipykernel logs "KeyboardInterrupt caught in kernel" when that SIGINT lands while it handles a message.
+#   A real failure still stops papermill with the cell's traceback and a non-zero exit.
+KERNEL_NOISE := -e "Kernel is running over TCP without encryption" -e "KeyboardInterrupt caught in kernel"
 # Runs notebooks/NN_*.ipynb in order with papermill; executed copies go to _build/executed/notebooks/.
 # Stops at the first failing notebook (its partial output stays there for inspection).
 notebooks: kernel
@@ -90,7 +94,7 @@ notebooks: kernel
 	  MO_TRANSFER_COMMAND="make notebooks PROFILE=$(PROFILE) RECOMPUTE=$(RECOMPUTE) ($$nb)" \
 	  $(VENV)/bin/papermill "$$nb" "$(EXECUTED)/$$nb" -k $(KERNEL) --cwd notebooks \
 	    -p profile $(PROFILE) -p recompute $(RECOMPUTE_BOOL) --no-progress-bar \
-	    2> >(grep -v --line-buffered "$(KERNEL_NOISE)" >&2); \
+	    2> >(grep -v --line-buffered $(KERNEL_NOISE) >&2); \
 	  echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
 	done
 
