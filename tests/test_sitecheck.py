@@ -110,6 +110,14 @@ def test_content_wider_than_the_column_is_a_problem_unless_its_box_scrolls():
     assert sitecheck.sitelayout.width_problems([]) == []
 
 
+def test_hidden_captions_and_printed_lines_are_problems():
+    hidden = [{"what": "table caption", "text": "Table 2.3. Deviation of each setting from the reference"},
+              {"what": "printed output", "text": "Production setting 400 eV / 3 k-points per 1/A"}]
+    assert sitecheck.sitelayout.hidden_text_problems(hidden) == [
+        "table caption 'Table 2.3. Deviation of each setting from the refe' is wider than its box: its end is hidden",
+        "printed output 'Production setting 400 eV / 3 k-points per 1/A' is wider than its box: its end is hidden"]
+
+
 def test_missing_build_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="build the book first"):
         sitecheck.check_site(tmp_path)
@@ -168,7 +176,9 @@ def test_a_bad_page_fails_the_browser_check_with_its_name_and_reasons(tmp_path, 
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "methods.html").write_text(
         '<html><head><script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script></head>'
-        '<body><main><p>The dopant set \\(D(s)\\) of a structure.</p>' + "<p>filler</p>" * 150 + "</main></body></html>")
+        '<body><main><p>The dopant set \\(D(s)\\) of a structure.</p>' + "<p>filler</p>" * 150 +
+        '<div class="cell_output"><div class="output stream"><pre style="overflow-x:auto">' + "verdict " * 60 +
+        "</pre></div></div></main></body></html>")
     code = sitecheck.main([str(tmp_path), "--screenshots", str(tmp_path / "shots"),
                            "--report", str(tmp_path / "report.json")])
     out = capsys.readouterr().out
@@ -177,6 +187,7 @@ def test_a_bad_page_fails_the_browser_check_with_its_name_and_reasons(tmp_path, 
     assert "book/methods.html: request leaves the site: https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js" \
         in out
     assert "book/methods.html: raw TeX in the text: ...The dopant set \\(D(s)\\) of a structure" in out
+    assert "book/methods.html: printed output 'verdict verdict" in out
     from PIL import Image
 
     with Image.open(tmp_path / "shots" / "book__methods.png") as shot:

@@ -165,6 +165,7 @@ def check_page(browser: cdp.Browser, path: Path, root: Path, screenshots: Path |
     layout = [f"raw TeX in the text: ...{s}..." for s in sitelayout.raw_tex(probe.get("text", ""))]
     layout += sitelayout.figure_problems(probe.get("figures", []))
     layout += sitelayout.width_problems(probe.get("wide", []))
+    layout += sitelayout.hidden_text_problems(probe.get("hidden", []))
     res = PageResult(str(path.relative_to(root)), exp, plotly, canvases, page_errors(browser.events),
                      external_requests=external_requests(browser.events), layout=layout)
     if screenshots is not None:

@@ -57,10 +57,22 @@ PROBE_JS = r"""
                  column_left: column.left, column_right: column.right});
     }
   });
+  const hidden = [];  // text a reader cannot see without scrolling sideways: table captions, printed lines
+  main.querySelectorAll('.cell_output caption').forEach((el) => {
+    const scroller = scrolls(el);
+    if (!scroller) { return; }
+    const b = box(el), v = box(scroller);
+    if (b.right > v.right + 2 || b.left < v.left - 2) {
+      hidden.push({what: 'table caption', text: el.textContent.trim().slice(0, 60)}); }
+  });
+  main.querySelectorAll('.cell_output .output.stream pre').forEach((el) => {
+    if (el.scrollWidth > el.clientWidth + 2) {
+      hidden.push({what: 'printed output', text: el.textContent.trim().slice(0, 60)}); }
+  });
   const clone = main.cloneNode(true);
   clone.querySelectorAll('pre, code, script, style, mjx-container, .MathJax, textarea, .highlight')
     .forEach((el) => el.remove());
-  return {figures, wide, text: clone.innerText || clone.textContent || '',
+  return {figures, wide, hidden, text: clone.innerText || clone.textContent || '',
           column: column};
 })()
 """
@@ -128,3 +140,9 @@ def width_problems(wide: Sequence[dict]) -> list[str]:
                        "column" + (" (its scrolling box too)" if w.get("scrolls") else
                                    " and does not scroll in its own box"))
     return out
+
+
+def hidden_text_problems(hidden: Sequence[dict]) -> list[str]:
+    """Table captions and printed lines whose end lies past the right edge of their box (the convergence verdict
+    of Table 2.3 was hidden that way): a reader would have to find a scroll bar to read them."""
+    return [f"{h['what']} '{h['text'][:50]}' is wider than its box: its end is hidden" for h in hidden]
