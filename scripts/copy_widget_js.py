@@ -1,13 +1,17 @@
 #!/usr/bin/env python
-"""Copy the JavaScript that renders Jupyter widgets (nglview) in the static book, so pages load nothing from a CDN.
+"""Copy the JavaScript that renders Jupyter widgets (nglview) and equations (MathJax) in the static book, so pages
+load nothing from a CDN.
 
 By default a Jupyter Book page with widgets loads require.js from cdnjs, the widget manager
-(@jupyter-widgets/html-manager) and every widget's own JavaScript from cdn.jsdelivr.net. This script puts local
-copies under ``widgets_static/vendor/`` (git-ignored; ``_config.yml`` serves ``widgets_static`` as static files):
+(@jupyter-widgets/html-manager) and every widget's own JavaScript from cdn.jsdelivr.net, and a page with math loads
+MathJax from cdn.jsdelivr.net. This script puts local copies under ``widgets_static/vendor/`` (git-ignored;
+``_config.yml`` serves ``widgets_static`` as static files):
 
 - ``vendor/require.js``            npm ``requirejs``
 - ``vendor/embed-amd.js`` + fonts  npm ``@jupyter-widgets/html-manager`` ``dist/``
 - ``vendor/npm/nglview-js-widgets@<version>/dist/index.js``  from the installed nglview package
+- ``vendor/mathjax/tex-mml-svg.js`` + the components it loads on demand  npm ``mathjax`` ``es5/`` (SVG output: no
+  web fonts to fetch, so equations render from ``file://`` too; ``mathjax_path`` in ``_config.yml`` points here)
 
 ``widgets_static/local-widgets-cdn.js`` (committed) then points the widget manager at ``vendor/npm/``. npm
 tarballs are fetched once with ``npm pack`` into a cache folder (default ``_build/npm-cache``) and reused.
@@ -28,8 +32,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: npm packages and versions. html-manager 1.0.x is the widget manager of ipywidgets 8.1.x.
-NPM_PACKAGES = {"requirejs": "2.3.8", "@jupyter-widgets/html-manager": "1.0.15"}
+NPM_PACKAGES = {"requirejs": "2.3.8", "@jupyter-widgets/html-manager": "1.0.15", "mathjax": "3.2.2"}
 NGLVIEW_JS = "nglview-js-widgets"
+#: The MathJax entry point the book loads (``mathjax_path`` in ``_config.yml``, relative to ``_static``).
+MATHJAX_ENTRY = "tex-mml-svg.js"
+#: Folders of ``es5/`` that MathJax loads on demand (TeX extensions, menu, accessibility, SVG output); the CommonHTML
+#: output and its web fonts, the other combined bundles and the node entry point are not needed.
+MATHJAX_DIRS = ("input", "ui", "a11y", "adaptors", "output/svg", "sre")
+MATHJAX_FILES = (MATHJAX_ENTRY, "output/svg.js", "core.js", "loader.js", "startup.js")
 
 
 def tarball_name(pkg: str, version: str) -> str:
@@ -81,6 +91,21 @@ def html_manager_members(tgz: Path, dest: Path) -> dict[str, Path]:
     return out
 
 
+def mathjax_members(tgz: Path, dest: Path) -> dict[str, Path]:
+    """The MathJax entry point and the components it loads on demand (``MATHJAX_DIRS``), from ``es5/``."""
+    out = {}
+    with tarfile.open(tgz) as tar:
+        for m in tar.getmembers():
+            if not m.isfile() or not m.name.startswith("package/es5/"):
+                continue
+            name = m.name[len("package/es5/"):]
+            if name in MATHJAX_FILES or any(name.startswith(d + "/") for d in MATHJAX_DIRS):
+                out[f"es5/{name}"] = dest / name
+    if f"es5/{MATHJAX_ENTRY}" not in out:
+        raise FileNotFoundError(f"es5/{MATHJAX_ENTRY} not in {tgz}")
+    return out
+
+
 def nglview_js() -> tuple[str, Path]:
     """Frontend version that nglview's widgets ask for, and the folder of its installed nbextension JavaScript."""
     from jupyter_core.paths import jupyter_path
@@ -111,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     extract(req, {"require.js": dest / "require.js"})
     hm = npm_pack("@jupyter-widgets/html-manager", NPM_PACKAGES["@jupyter-widgets/html-manager"], args.cache)
     extract(hm, html_manager_members(hm, dest))
+    mj = npm_pack("mathjax", NPM_PACKAGES["mathjax"], args.cache)
+    extract(mj, mathjax_members(mj, dest / "mathjax"))
 
     version, folder = nglview_js()
     ngl_dest = dest / "npm" / f"{NGLVIEW_JS}@{version}" / "dist"

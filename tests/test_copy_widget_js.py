@@ -48,3 +48,27 @@ def test_nglview_javascript_is_installed():
     assert version == __frontend_version__
     assert (folder / "index.js").stat().st_size > 1_000_000
     assert (folder / "index.js").read_text()[:400].count('define(["@jupyter-widgets/base"]') == 1
+
+
+def test_mathjax_members_keep_the_entry_point_and_its_components(tmp_path):
+    tgz = tmp_path / "mathjax.tgz"
+    make_tgz(tgz, ["es5/tex-mml-svg.js", "es5/tex-chtml.js", "es5/input/tex/extensions/ams.js", "es5/ui/menu.js",
+                   "es5/output/svg.js", "es5/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
+                   "es5/node-main.js", "es5/sre/mathmaps/en.json", "package.json"])
+    members = cw.mathjax_members(tgz, tmp_path / "out")
+    assert sorted(members) == ["es5/input/tex/extensions/ams.js", "es5/output/svg.js", "es5/sre/mathmaps/en.json",
+                               "es5/tex-mml-svg.js", "es5/ui/menu.js"]  # SVG output: no web fonts copied
+    cw.extract(tgz, members)
+    assert (tmp_path / "out" / "tex-mml-svg.js").read_text() == "// es5/tex-mml-svg.js"
+    bad = tmp_path / "bad.tgz"
+    make_tgz(bad, ["es5/tex-chtml.js"])
+    with pytest.raises(FileNotFoundError, match="tex-mml-svg.js"):
+        cw.mathjax_members(bad, tmp_path)
+
+
+def test_the_book_loads_the_copied_mathjax():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["mathjax_path"] == "vendor/mathjax/" + cw.MATHJAX_ENTRY  # relative to _static: served locally
+    assert "widgets_static" in config["html_static_path"]

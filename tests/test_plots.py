@@ -46,7 +46,10 @@ def test_energy_parity_panels_hover_and_legend():
     d = diagonals[0]
     assert d.x[0] <= min(points[0].x) and d.x[1] >= max(points[0].y)
     assert [a.text for a in fig.layout.annotations] == [p["title"] for p in panels]
-    assert points[3].xaxis == "x4" and fig.layout.xaxis.title.text == "DFT energy (eV/atom)"
+    # x-axis titles only under the lowest panel of each column (panel 4 sits under panel 1), y titles on column 1
+    assert points[3].xaxis == "x4" and fig.layout.xaxis4.title.text == "DFT energy (eV/atom)"
+    assert fig.layout.xaxis.title.text is None and fig.layout.xaxis2.title.text == "DFT energy (eV/atom)"
+    assert fig.layout.yaxis.title.text == "model energy (eV/atom)" and fig.layout.yaxis2.title.text is None
     json.loads(fig.to_json())
 
 
@@ -103,3 +106,74 @@ def test_every_unseen_strategy_has_its_own_parity_colour():
 
     colours = [plots.PARADIGM_COLORS.get(s, plots.STRATEGY_COLORS.get(s)) for s in unseen.STRATEGIES]
     assert None not in colours and len(set(colours)) == len(colours)
+
+
+def test_rows_by_paradigm_puts_each_paradigm_on_its_own_row():
+    panels = [energy_panel(p, title=f"{p} {s}") for p in ("fine-tune", "scratch", "zero-shot") for s in "SM"]
+    fig = plots.energy_parity(panels, rows_by="paradigm")
+    points = [t for t in fig.data if t.name != plots.DIAGONAL_NAME]
+    # 3 rows x 2 columns: row = paradigm, column = scale (the caption of the book's Figure 3.3)
+    axes = [t.xaxis for t in points]
+    assert axes == ["x", "x2", "x3", "x4", "x5", "x6"]
+    doms = {k: tuple(fig.layout[f"yaxis{'' if k == 1 else k}"].domain) for k in range(1, 7)}
+    assert doms[1] == doms[2] and doms[3] == doms[4] and doms[5] == doms[6]
+    assert doms[1][0] > doms[3][1] > doms[3][0] > doms[5][1]
+    with pytest.raises(ValueError, match="row keys"):
+        plots.grid_positions(["a"], 2, 3)
+
+
+def _px_gaps(fig):
+    """(gap in px between each row and the row above it, title lines of the lower row, whether the upper row's
+    x axes carry a title), from the figure's layout."""
+    lay = fig.layout
+    plot_px = lay.height - lay.margin.t - lay.margin.b
+    rows = {}
+    for name in lay:
+        if name.startswith("yaxis") and lay[name].domain:
+            x = lay["xaxis" + name[5:]]
+            rows.setdefault(tuple(lay[name].domain), []).append(x)
+    ordered = sorted(rows.items(), key=lambda kv: -kv[0][1])
+    out = []
+    for (upper, xs_up), (lower, _) in zip(ordered, ordered[1:]):
+        titles = [a for a in lay.annotations if abs(a.y - lower[1]) < 1e-9]
+        lines = max((a.text.count("<br>") + 1 for a in titles), default=0)
+        out.append(((upper[0] - lower[1]) * plot_px, lines, any(x.title.text for x in xs_up)))
+    return out
+
+
+@pytest.mark.parametrize("n_panels,n_cols", [(6, 3), (4, 3), (9, 3)])
+def test_panel_titles_have_room_below_the_row_above(n_panels, n_cols):
+    """The defect of the book's Figure 3.3: three-line panel titles of the lower row were printed over by the
+    tick labels and x-axis titles of the row above. Every gap must hold the tick labels and all title lines."""
+    title = "FT-E_NE(M_size-match), repeat 0<br>MAE 127.5, RMSE 136.3 meV/atom<br>67% outliers"
+    panels = [energy_panel("fine-tune", title=title) for _ in range(n_panels)]
+    fig = plots.energy_parity(panels, n_cols=n_cols)
+    gaps = _px_gaps(fig)
+    assert gaps, "several rows"
+    for gap, lines, upper_has_x_title in gaps:
+        need = plots.TICKS_PX + lines * plots.TITLE_LINE_PX + (plots.AXIS_TITLE_PX if upper_has_x_title else 0)
+        assert gap >= need, f"{gap:.0f} px between rows, {need} px needed"
+    # and the first row's titles clear the plotly toolbar above them
+    first_lines = max(a.text.count("<br>") + 1 for a in fig.layout.annotations)
+    assert fig.layout.margin.t >= first_lines * plots.TITLE_LINE_PX + plots.TOOLBAR_PX
+
+
+def test_wrap_title_breaks_long_lines_at_separators():
+    assert plots.wrap_title("short<br>also short", 20) == "short<br>also short"
+    title = "(a) DIPI, test set of repeat 0<br>MAE 474.77, RMSE 536.72 meV/atom (9 frames)"
+    wrapped = plots.wrap_title(title, 24)
+    assert wrapped.split("<br>") == ["(a) DIPI, test set of", "repeat 0", "MAE 474.77, RMSE 536.72",
+                                     "meV/atom (9 frames)"]
+    assert " ".join(wrapped.split("<br>")) == title.replace("<br>", " ")  # nothing lost, only line breaks
+    assert plots.wrap_title("MAE 65.12, RMSE 72.93 meV", 24) == "MAE 65.12, RMSE 72.93 meV"  # 1 over: kept whole
+    assert plots.wrap_title("Averyveryverylongwordwithoutbreaks", 10) == "Averyveryverylongwordwithoutbreaks"
+
+
+def test_coinciding_force_components_stay_visible():
+    """Fx, Fy and Fz of an atom are often equal in symmetric relaxations: drawn with one marker each at the same
+    size, the last (Fz) hid the others and the figure showed one colour (the book's Figure 3.4)."""
+    fig = plots.force_parity([force_panel()])
+    fx, fy, fz = fig.data[:3]
+    symbols = {fx.marker.symbol, fy.marker.symbol, fz.marker.symbol}
+    assert len(symbols) == 3 and fx.marker.size > fy.marker.size > fz.marker.size
+    assert all(t.marker.symbol.endswith("-open") for t in (fx, fy))  # the larger markers do not cover the smaller

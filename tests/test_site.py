@@ -1,9 +1,11 @@
-"""Checks of the built book (`make html`): notebook 1 embeds its nglview widget state and plotly figures, and the
-page loads nothing from a CDN: require.js, the widget manager and nglview's JavaScript are local copies.
+"""Checks of the built book (`make html`): EVERY page loads nothing from the network (scripts, style sheets, fonts,
+MathJax: all local copies present in the site), and notebook 1 embeds its nglview widget state and plotly figures
+with require.js, the widget manager and nglview's JavaScript as local copies.
 
 Skipped when the site has not been built; `make test` builds it before running this file."""
 
 import json
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,16 +13,40 @@ from urllib.parse import urlparse
 import nbformat
 import pytest
 
+from mo_transfer import siteaudit, sitecheck
+
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
+# the site under test: the cpu book by default, the smoke build of `make test` through MO_TRANSFER_SITE
+HTML = Path(os.environ.get("MO_TRANSFER_SITE", ROOT / "_build" / "html")).resolve()
 PAGE = HTML / "notebooks" / "01_structures.html"
-RENDERED_NB = ROOT / "_build" / "book-src" / "notebooks" / "01_structures.ipynb"
+RENDERED_NB = Path(os.environ.get("MO_TRANSFER_BOOKSRC", ROOT / "_build" / "book-src")) / "notebooks" / \
+    "01_structures.ipynb"
 CDN_HOSTS = ("cdn.jsdelivr", "unpkg.com", "cdn.plot.ly", "cdnjs.cloudflare.com")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 pytestmark = pytest.mark.skipif(not (HTML / "index.html").is_file(),
                                 reason="book not built: run `make notebooks PROFILE=smoke html` (make test does)")
+
+
+PAGES = [str(p.relative_to(HTML)) for p in sitecheck.book_pages(HTML)] if (HTML / "index.html").is_file() else []
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_loads_nothing_from_the_network(name):
+    """Scripts, style sheets (and the fonts and images they name), images and frames of every page are local files
+    of the built site; a page with equations loads the local MathJax (they rendered as raw TeX offline)."""
+    audit = siteaudit.audit_page(HTML / name, HTML)
+    assert not audit.problems, f"{name}: " + "; ".join(audit.problems)
+
+
+def test_every_page_is_audited():
+    names = set(PAGES)
+    assert {"book/methods.html", "book/glossary.html", "book/intro.html", "notebooks/01_structures.html",
+            "notebooks/02_dft_data.html"} <= names
+    methods = (HTML / "book" / "methods.html").read_text()
+    assert 'class="math' in methods and "vendor/mathjax/tex-mml-svg.js" in methods
+    assert (HTML / "_static" / "vendor" / "mathjax" / "tex-mml-svg.js").stat().st_size > 1_000_000
 
 
 @pytest.fixture(scope="module")

@@ -147,3 +147,56 @@ def test_format_cell_and_table():
     assert viz.format_cell(None) == "-" and viz.format_cell(7) == "7" and viz.format_cell("BCC") == "BCC"
     html = viz.table([{"a": 1.5, "b": "x"}], "Table 9. Caption.").to_html()
     assert "Table 9. Caption." in html and "<caption" in html and ">1.5<" in html
+
+
+def test_long_slider_labels_become_step_numbers():
+    """Relaxation steps titled 'step 0 (NE): E = ... eV, max |F| = ...' ran into each other under the slider and
+    off the figure (the book's Figure 2.4); the frame's full title is the figure title instead."""
+    a = structures.host_supercell("bcc", size="small")
+    titles = [f"step {k} (NE): E = -174.805 eV, max |F| = 0.436 eV/A" for k in range(6)]
+    fig = viz.plotly_trajectory([a] * 6, titles, title="bcc-Cr+Fe-s1")
+    assert [s.label for s in fig.layout.sliders[0].steps] == [str(k) for k in range(6)]
+    assert fig.layout.title.text == "bcc-Cr+Fe-s1<br>" + titles[0]
+    assert fig.frames[3].layout.title.text == "bcc-Cr+Fe-s1<br>" + titles[3]
+    assert viz.slider_labels(["a", "bb"]) == ["a", "bb"]
+
+
+def test_trajectory_atoms_are_not_specks():
+    data = viz.trajectory_arrays([structures.build("bcc-Fe", size="small")])
+    sizes = data["sizes"][0]
+    assert min(sizes) >= 14 and max(sizes) > min(sizes)  # 16 atoms: host 15 px, the dopant larger
+
+
+def test_book_template_makes_room_for_ticks_and_titles(restore_plotly):
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    before = pio.templates.default
+    try:
+        name = viz.book_template()
+        assert name.endswith("+book") and viz.book_template() == name  # idempotent
+        fig = go.Figure(go.Bar(x=["Zero-shot-E(S)"], y=[1]))
+        assert fig.layout.template.layout.xaxis.automargin is True
+        assert fig.layout.template.layout.yaxis.automargin is True
+    finally:
+        pio.templates.default = before
+
+
+def test_nglview_central_site_stands_out_and_labels_spread():
+    atoms = structures.host_supercell("bcc", size="paper")
+    sites = structures.site_indices(atoms, ("Mo", "Mo1", "Mo2", "Mo3"))
+    view = viz.nglview_sites(atoms, label_sites=sites)
+    reps = [(m["args"][0], m["kwargs"]) for m in view._ngl_msg_archive if m["methodName"] == "addRepresentation"]
+    radius = {kw["color"]: kw["radius"] for kind, kw in reps if kind == "spacefill"}
+    central = radius.pop(viz.SITE_COLORS["Mo"])
+    assert central > max(radius.values())  # the red central site is not hidden among its shells
+    offsets = {(kw["xOffset"], kw["yOffset"]) for kind, kw in reps if kind == "label"}
+    assert len(offsets) == 4  # one side each: the four labels of neighbouring sites no longer pile up
+    assert min(kw["radius"] for kind, kw in reps if kind == "label") >= 2.0  # labels large enough to read
+
+
+def test_table_caption_and_cells_are_text_not_html():
+    """Table 6.2's caption printed `data/results//iid.json`: `<profile>` was read as an HTML tag."""
+    html = viz.table([{"file": "<memory>", "n": 2}], "Ours from data/results/<profile>/iid.json & more.").to_html()
+    assert "data/results/&lt;profile&gt;/iid.json &amp; more." in html
+    assert ">&lt;memory&gt;<" in html and "<profile>" not in html

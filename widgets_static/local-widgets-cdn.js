@@ -9,12 +9,23 @@
 //    (file://) no src is http(s) and the first script is an inline one, so the bundle throws "Automatic publicPath is
 //    not supported in this browser" and the viewer stays blank. A non-executing <script> tag whose src is the
 //    bundle's own URL, put first in <head>, gives it the right answer there (over http(s) it is never consulted).
+// 3. The widget manager's icon fonts are copied into vendor/. Its two bundles find them by
+//    window.__jupyter_widgets_assets_path__ and by the URL require.js gives their modules
+//    "@jupyter-widgets/html-manager" and ".../dist/libembed-amd" (by default relative to the page, where the fonts
+//    are not): point all of them at vendor/.
 (function () {
   var me = document.currentScript;
   if (!me || !me.src) {
     return;
   }
   var npm = new URL("vendor/npm/", me.src).href;
+  window.__jupyter_widgets_assets_path__ = new URL("vendor/", me.src).href;
+  if (window.require && window.require.config) {
+    window.require.config({paths: {
+      "@jupyter-widgets/html-manager": new URL("vendor/html-manager", me.src).href,
+      "@jupyter-widgets/html-manager/dist/libembed-amd": new URL("vendor/libembed-amd", me.src).href,
+    }});
+  }
   me.setAttribute("data-jupyter-widgets-cdn", npm);
   var marker = document.createElement("script");
   marker.type = "text/x-public-path"; // never fetched nor run

@@ -706,6 +706,13 @@ def live_checkpoints(name: str, root: Path = DATA_ROOT) -> list[Path]:
             if p.name.removesuffix(".extxyz") not in finished]
 
 
+def has_data(name: str, root: Path = DATA_ROOT) -> bool:
+    """True when a set has anything to summarise: a finished trajectory, a checkpoint or a manifest."""
+    folder = root / name
+    return (folder / "manifest.json").is_file() or any(folder.glob("trajectories/*.extxyz.gz")) or \
+        any(folder.glob("partial/*.extxyz"))
+
+
 def summarize_set(name: str, root: Path = DATA_ROOT) -> dict:
     """Provenance summary of a data set: frames per dopant set and lattice, E/NE counts, force statistics, cost.
 
@@ -787,12 +794,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "run":
         if args.size != "small" and args.root == str(DATA_ROOT):
             args.root = str(DATA_ROOT.parent / f"dft-{args.size}")  # never mix paper-size data into the small sets
-        summary = run_set(args.set, args.hours, args.backend, args.workers, args.only, Path(args.root), args.size,
-                          dask_address=args.dask_address, dask_cluster_yaml=args.dask_cluster_yaml)
+        try:
+            summary = run_set(args.set, args.hours, args.backend, args.workers, args.only, Path(args.root), args.size,
+                              dask_address=args.dask_address, dask_cluster_yaml=args.dask_cluster_yaml)
+        except ValueError as err:  # unknown --only ids, settings that differ from the set's: a message, no traceback
+            p.error(str(err))
         print(summary)
         return 1 if summary.failed else 0
     summary = summarize_set(args.set, Path(args.root))
-    atomic_write_text(Path(args.root) / args.set / "summary.json", json.dumps(summary, indent=1))
+    if has_data(args.set, Path(args.root)):  # a set with no data gets no summary file: status only reports
+        atomic_write_text(Path(args.root) / args.set / "summary.json", json.dumps(summary, indent=1))
+    else:
+        print(f"{Path(args.root) / args.set}: no data yet (nothing written)", file=sys.stderr)
     print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=1))
     return 0
 

@@ -19,28 +19,102 @@ STRATEGY_COLORS: dict[str, str] = {"DIPI": "#d62728", "DIPI, own E0": "#9467bd",
                                    "refine-tuned, full table": "#17becf", "FT-E, full table": "#8c564b"}
 #: Colours of the Cartesian force components (the paper's Figure 3 colours them, without naming the colours).
 COMPONENT_COLORS: dict[str, str] = {"x": "#1f77b4", "y": "#d62728", "z": "#2ca02c"}
+#: Marker of each component: distinct shapes and sizes, so components with equal values (common in symmetric
+#: relaxations) do not hide each other.
+COMPONENT_MARKERS: dict[str, dict] = {"x": dict(symbol="circle-open", size=9, opacity=0.8, line=dict(width=1.5)),
+                                      "y": dict(symbol="diamond-open", size=6, opacity=0.9, line=dict(width=1.5)),
+                                      "z": dict(symbol="circle", size=3, opacity=0.9)}
 SOURCE_COLORS: dict[str, str] = {"ours": "#1f77b4", "paper's": "#7f7f7f"}
 #: Metadata shown on hover for every parity point, in this order.
 HOVER_FIELDS: tuple[str, ...] = ("config_id", "dopant_set", "state")
 DIAGONAL_NAME = "y = x"
 
 
+#: Layout of panel grids, in pixels: a panel title line, tick labels under a panel, an axis title.
+TITLE_LINE_PX, TICKS_PX, AXIS_TITLE_PX = 14, 26, 24
+#: Height of plotly's toolbar (mode bar), drawn over the top right corner of a figure: titles stay below it.
+TOOLBAR_PX = 28
+#: Width of the book's text column that figures are laid out for (a laptop screen with both sidebars), and the
+#: width of one character of an 11 px panel title; titles are wrapped to their panel's share of it.
+COLUMN_PX, TITLE_CHAR_PX = 700, 6.2
+
+
+def wrap_title(title: str, max_chars: int) -> str:
+    """A panel title with every line (``<br>``-separated) broken at ``, ``, `` (`` or a space so that no line is
+    longer than ``max_chars`` where a break exists: long titles otherwise run into the neighbouring panel's."""
+    out = []
+    for line in title.split("<br>"):
+        while len(line) > max_chars + 3:  # a line a few characters over is kept whole: no one-word orphans
+            cut = max((line.rfind(sep, 0, max_chars + 1) for sep in (", ", " (", " ")), default=-1)
+            if cut <= 0:
+                break
+            keep = cut + 1 if line[cut] == "," else cut
+            out.append(line[:keep].rstrip())
+            line = line[keep:].lstrip()
+        out.append(line)
+    return "<br>".join(out)
+
+
+def grid_positions(keys: Sequence[str] | None, n: int, n_cols: int) -> tuple[list[tuple[int, int]], int, int]:
+    """(row, col) of each of ``n`` panels, and the grid's rows and columns. Without ``keys`` the panels fill rows of
+    ``n_cols``; with one key per panel (e.g. its paradigm) each distinct key gets its own row, in order of first
+    appearance, so a caption can say "rows: paradigms, columns: scales" and mean it."""
+    if keys is None:
+        n_cols = max(1, min(n_cols, n))
+        pos = [divmod(k, n_cols) for k in range(n)]
+    else:
+        if len(keys) != n:
+            raise ValueError(f"{len(keys)} row keys for {n} panels")
+        rows = list(dict.fromkeys(keys))
+        seen: dict[str, int] = {}
+        pos = []
+        for key in keys:
+            pos.append((rows.index(key), seen.get(key, 0)))
+            seen[key] = seen.get(key, 0) + 1
+        n_cols = max(seen.values(), default=1)
+    n_rows = max((r for r, _ in pos), default=0) + 1
+    return pos, max(1, n_rows), max(1, n_cols)
+
+
 def _subplots(n: int, n_cols: int, titles: Sequence[str], x_title: str, y_title: str, height_per_row: int,
-              shared: bool = False):
+              shared: bool = False, row_keys: Sequence[str] | None = None, legend_below: bool = True):
+    """A grid of panels laid out in pixels: room above each row for its (wrapped) panel titles, tick labels and
+    the x-axis title only under the lowest panel of each column, the y-axis title only on the first column, and
+    the legend under the grid, so no title is drawn over another (``tests/test_plots.py`` checks the geometry,
+    the book's browser check the rendered page). Returns the figure and the (row, col) of each panel (0-based)."""
     from plotly.subplots import make_subplots
 
-    n_cols = max(1, min(n_cols, n))
-    n_rows = max(1, math.ceil(n / n_cols))
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=list(titles), horizontal_spacing=0.07,
-                        vertical_spacing=min(0.12, 0.5 / n_rows), shared_yaxes=shared)
-    for k in range(n):
-        r, c = divmod(k, n_cols)
-        fig.update_xaxes(title_text=x_title, row=r + 1, col=c + 1)
+    pos, n_rows, n_cols = grid_positions(row_keys, n, n_cols)
+    h_space = 0.1 if n_cols > 1 else 0.0
+    panel_px = COLUMN_PX * (1 - h_space * (n_cols - 1)) / n_cols
+    max_chars = max(12, int(panel_px / TITLE_CHAR_PX))
+    titles = [wrap_title(t, max_chars) for t in titles]
+    grid_titles = [""] * (n_rows * n_cols)
+    for (r, c), t in zip(pos, titles):
+        grid_titles[r * n_cols + c] = t
+    lines = [max((t.count("<br>") + 1 for (r, _), t in zip(pos, titles) if r == row and t), default=0)
+             for row in range(n_rows)]
+    above = [k * TITLE_LINE_PX + (8 if k else 0) for k in lines]  # panel titles above each row
+    lowest = {c: max(r for r, cc in pos if cc == c) for _, c in pos}
+    # tick labels of one row and the titles of the next; also an x-axis title where a column ends above the last row
+    gap = TICKS_PX + max(above[1:], default=0) + 6 + (AXIS_TITLE_PX if min(lowest.values()) < n_rows - 1 else 0)
+    legend_px = 34 if legend_below else 0
+    top = max(above[0], 10) + 12 + TOOLBAR_PX
+    bottom = TICKS_PX + AXIS_TITLE_PX + legend_px + 8
+    plot_px = n_rows * height_per_row + (n_rows - 1) * gap
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=grid_titles, horizontal_spacing=h_space,
+                        vertical_spacing=gap / plot_px if n_rows > 1 else 0.0, shared_yaxes=shared)
+    for r, c in pos:
+        if r == lowest[c]:
+            fig.update_xaxes(title_text=x_title, title_standoff=4, row=r + 1, col=c + 1)
         if c == 0:
             fig.update_yaxes(title_text=y_title, row=r + 1, col=c + 1)
-    fig.update_layout(height=max(320, height_per_row * n_rows + 90), margin=dict(l=60, r=20, t=80, b=50))
+    fig.update_layout(height=int(top + bottom + plot_px), margin=dict(l=70, r=20, t=top, b=bottom))
+    if legend_below:
+        fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", yanchor="top",
+                                      y=-(TICKS_PX + AXIS_TITLE_PX + 6) / plot_px))
     fig.update_annotations(font_size=11)
-    return fig, n_cols
+    return fig, pos
 
 
 def _diagonal(values: np.ndarray, showlegend: bool):
@@ -64,19 +138,23 @@ def _customdata(panel: dict, n: int, extra: Sequence[str] = ()) -> np.ndarray:
     return np.array(cols, dtype=object).T if n else np.zeros((0, len(cols)), dtype=object)
 
 
-def energy_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 330):
+def energy_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 260,
+                  rows_by: str | None = None):
     """Energy parity plots (the paper's Figure 4): predicted vs DFT energy per atom, one panel per model.
 
     Each panel: ``title``, ``paradigm`` (colour), ``ref_ev_per_atom``, ``pred_ev_per_atom``,
-    ``error_mev_per_atom`` and the hover fields ``config_id``, ``dopant_set``, ``state``.
+    ``error_mev_per_atom`` and the hover fields ``config_id``, ``dopant_set``, ``state``. Panels fill rows of
+    ``n_cols``; ``rows_by="paradigm"`` instead puts each paradigm on its own row (columns: the panels of that
+    paradigm, e.g. the scales, in the order given).
     """
     import plotly.graph_objects as go
 
-    fig, n_cols = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT energy (eV/atom)",
-                            "model energy (eV/atom)", height_per_row)
+    keys = [str(p.get(rows_by, "")) for p in panels] if rows_by else None
+    fig, pos = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT energy (eV/atom)",
+                         "model energy (eV/atom)", height_per_row, row_keys=keys)
     seen: set[str] = set()
     for k, p in enumerate(panels):
-        r, c = divmod(k, n_cols)
+        r, c = pos[k]
         ref, pred = np.asarray(p["ref_ev_per_atom"], float), np.asarray(p["pred_ev_per_atom"], float)
         paradigm = p.get("paradigm", "model")
         fig.add_trace(go.Scatter(
@@ -92,18 +170,20 @@ def energy_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", heig
     return fig
 
 
-def force_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 360):
+def force_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", height_per_row: int = 300):
     """Force-component parity plots (the paper's Figure 3): predicted vs DFT component, coloured by x / y / z.
 
     Each panel: ``title``, ``component`` (x/y/z per point), ``ref_mev_per_ang``, ``pred_mev_per_ang`` and the
-    hover fields ``config_id``, ``dopant_set``, ``state``.
+    hover fields ``config_id``, ``dopant_set``, ``state``. In symmetric relaxations the three components of an
+    atom often coincide exactly; each component therefore has its own marker shape and size (``COMPONENT_MARKERS``:
+    Fx large open circles, Fy open diamonds, Fz small dots), so points drawn over each other stay visible.
     """
     import plotly.graph_objects as go
 
-    fig, n_cols = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT force component (meV/Å)",
-                            "model force component (meV/Å)", height_per_row)
+    fig, pos = _subplots(len(panels), n_cols, [p["title"] for p in panels], "DFT force component (meV/Å)",
+                         "model force component (meV/Å)", height_per_row)
     for k, p in enumerate(panels):
-        r, c = divmod(k, n_cols)
+        r, c = pos[k]
         comp = np.asarray(p["component"])
         ref, pred = np.asarray(p["ref_mev_per_ang"], float), np.asarray(p["pred_mev_per_ang"], float)
         data = _customdata(p, len(ref))
@@ -112,7 +192,7 @@ def force_parity(panels: Sequence[dict], n_cols: int = 3, title: str = "", heigh
             m = comp == axis
             fig.add_trace(go.Scatter(
                 x=ref[m], y=pred[m], mode="markers", name=f"F{axis}", legendgroup=f"F{axis}", showlegend=k == 0,
-                marker=dict(size=4, color=COMPONENT_COLORS[axis], opacity=0.55),
+                marker=dict(color=COMPONENT_COLORS[axis], **COMPONENT_MARKERS[axis]),
                 customdata=data[m],
                 hovertemplate=("%{customdata[0]}<br>dopants %{customdata[1]}, state %{customdata[2]}<br>"
                                f"F{axis}: DFT %{{x:.1f}}, model %{{y:.1f}} meV/Å<extra>{name}</extra>")),
@@ -136,7 +216,7 @@ def learning_curves(runs: Sequence[dict], metric: str = "loss", log_y: bool = Tr
     y_title = {"loss": "validation loss", "mae_e_mev_per_atom": "validation energy MAE (meV/atom)",
                "mae_f_mev_per_ang": "validation force MAE (meV/Å)"}.get(metric, metric)
     fig, _ = _subplots(max(1, len(paradigms)), max(1, len(paradigms)), paradigms or ["(no training runs)"], "epoch",
-                       y_title, 360, shared=True)
+                       y_title, 320, shared=True)
     labels = list(dict.fromkeys(r["label"] for r in runs))
     palette = px.colors.qualitative.Plotly
     colors = {lab: palette[k % len(palette)] for k, lab in enumerate(labels)}

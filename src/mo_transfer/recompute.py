@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from . import cache
 from .profiles import profile_names
@@ -37,19 +38,51 @@ def recompute(study: str, profile: str, root: str | None = None, workers: int = 
     return result
 
 
+def positive_int(text: str) -> int:
+    """argparse type of ``--workers``: a whole number of at least 1 (a clear usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (one training run at a time), got {value}")
+    return value
+
+
+def check_root(root: str | None) -> str | None:
+    """The ``--root`` folder if it is a repository root (a folder with ``data/``); an error message otherwise.
+    Without this check a mistyped root ran a whole study on no data and created the folder to cache it in."""
+    if root is None:
+        return None
+    path = Path(root)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--root {root}: no such folder (give the repository root, the folder with data/)")
+    if not (path / "data").is_dir():
+        raise FileNotFoundError(f"--root {root}: not a repository root, {path / 'data'} does not exist")
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mo_transfer.recompute", description=__doc__)
     p.add_argument("study", choices=sorted(STUDIES))
     p.add_argument("--profile", required=True, choices=profile_names())
     p.add_argument("--root", default=None, help="repository root (default: found from the working directory)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="training runs at once, one process each (default 1: one after another)")
     args = p.parse_args(argv)
+    try:
+        args.root = check_root(args.root)
+    except FileNotFoundError as err:
+        p.error(str(err))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault(cache.COMMAND_ENV, "python -m mo_transfer.recompute " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     t0 = time.perf_counter()
-    recompute(args.study, args.profile, args.root, args.workers)
+    try:
+        recompute(args.study, args.profile, args.root, args.workers)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:  # data missing or refused: say so, no traceback
+        print(f"recompute {args.study} ({args.profile}): {err}", file=sys.stderr)
+        return 1
     print(f"{args.study} ({args.profile}) recomputed in {time.perf_counter() - t0:.0f} s: "
           f"{cache.cache_path(args.study, args.profile, args.root)}")
     return 0

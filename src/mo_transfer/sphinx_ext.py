@@ -1,4 +1,5 @@
-"""Sphinx extension for the book: drops duplicate script tags from every page, and the download button when the
+"""Sphinx extension for the book: registers the bibliography's author-year label style (:mod:`mo_transfer.bibstyle`),
+drops duplicate script tags from every page, and the download button when the
 site keeps no copies of its sources (``html_copy_source = False``: each executed notebook carries its own plotly.js,
 so the copies doubled the site; readers open notebooks through the repository's Colab button instead).
 
@@ -56,6 +57,9 @@ def hide_replaced_parameters(path: str | Path) -> bool:
 
 
 def setup(app):
+    from . import bibstyle
+
+    bibstyle.register()  # the bibliography's author-year labels (bibtex_default_style in _config.yml)
     app.connect("config-inited", _no_download_without_sources, priority=900)
     app.connect("html-page-context", _dedupe, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

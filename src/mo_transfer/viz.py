@@ -67,7 +67,22 @@ def offline_plotly(default: str = "plotly_mimetype+notebook") -> str:
 
     pio.renderers["notebook"] = OfflineNotebookRenderer()
     pio.renderers.default = "colab" if "google.colab" in sys.modules else default
+    book_template()
     return pio.renderers.default
+
+
+def book_template() -> str:
+    """Register plotly template ``book`` on top of the default one and make it the default: every axis makes room
+    for its tick labels and title (``automargin``), so rotated category labels or a long y-axis title are not cut off
+    by the figure's edge; returns the default template's name."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    axis = dict(automargin=True)
+    pio.templates["book"] = go.layout.Template(layout=dict(xaxis=axis, yaxis=axis))
+    base = pio.templates.default if pio.templates.default and "book" not in pio.templates.default else "plotly"
+    pio.templates.default = f"{base}+book"
+    return pio.templates.default
 
 
 def site_labels(atoms: Atoms, centre: int | None = None, n_shells: int = 3) -> list[str]:
@@ -138,8 +153,10 @@ def _edge_trace(cell, name: str = "cell", color: str = "#555555"):
 
 def _scene(atoms: Atoms) -> dict:
     hidden = dict(showbackground=False, showticklabels=False, title="", showgrid=False, zeroline=False)
+    # the eye far enough that the whole cell stays inside its scene whatever the rotation (closer cut the cells'
+    # corners off on the left of the book's figures)
     return dict(xaxis=hidden, yaxis=hidden, zaxis=hidden, aspectmode="data",
-                camera=dict(eye=dict(x=1.6, y=1.3, z=0.9)))
+                camera=dict(eye=dict(x=1.75, y=1.45, z=1.0)), domain=dict(x=[0, 1], y=[0, 1]))
 
 
 def site_traces(atoms: Atoms, labels: Sequence[str] | None = None, host_size: float = 5, site_size: float = 9,
@@ -170,9 +187,14 @@ def plotly_sites(atoms: Atoms, title: str = "", labels: Sequence[str] | None = N
     import plotly.graph_objects as go
 
     fig = go.Figure(site_traces(atoms, labels))
-    fig.update_layout(title=title, scene=_scene(atoms), height=height, margin=dict(l=0, r=0, t=40, b=0),
-                      legend=dict(itemsizing="constant"))
+    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left"), scene=_scene(atoms), height=height,
+                      margin=dict(l=10, r=10, t=60, b=10), legend=_legend_below())
     return fig
+
+
+def _legend_below() -> dict:
+    """A one-line legend under a 3D figure: on the right it took a third of the width and squeezed the scenes."""
+    return dict(itemsizing="constant", orientation="h", x=0, xanchor="left", y=0, yanchor="top")
 
 
 def plotly_sites_grid(cells: Sequence[tuple[str, Atoms]], height: int = 480):
@@ -184,24 +206,39 @@ def plotly_sites_grid(cells: Sequence[tuple[str, Atoms]], height: int = 480):
     for col, (_, atoms) in enumerate(cells, start=1):
         for tr in site_traces(atoms, showlegend=(col == 1)):
             fig.add_trace(tr, row=1, col=col)
-    layout = {("scene" if col == 1 else f"scene{col}"): _scene(atoms) for col, (_, atoms) in enumerate(cells, 1)}
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=40, b=0), legend=dict(itemsizing="constant"), **layout)
+    layout = {}
+    for col, (_, atoms) in enumerate(cells, 1):
+        scene = _scene(atoms)
+        scene.pop("domain")  # make_subplots placed each scene in its column
+        layout["scene" if col == 1 else f"scene{col}"] = scene
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=60, b=40), legend=_legend_below(), **layout)
+    fig.update_annotations(yshift=10)  # the scene titles clear of the scenes (and of the toolbar's row)
     return fig
 
 
-#: JavaScript run by the nglview widget once displayed: fit the view to the stage's real size (see nglview_sites).
+#: JavaScript run by the nglview widget once displayed: fit the view to the stage's real size (see nglview_sites),
+#: turned a little so the cell is seen in perspective, and zoomed in (autoView leaves a wide empty border).
 _FIT_ON_DISPLAY_JS = (
     "var v = this; setTimeout(function () { v.handleResize(); v.stage.handleResize();"
     " v.stage.viewerControls.spin([1, 0, 0], 0.3); v.stage.viewerControls.spin([0, 1, 0], 0.4);"
-    " v.stage.autoView(); v.stage.viewerControls.zoom(-0.15); }, 300);"
+    " v.stage.autoView(); v.stage.viewerControls.zoom(0.08); }, 300);"
 )
+#: Radius (A) and opacity of the spheres: the central site largest and opaque, its shells smaller and slightly
+#: see-through so the central site stays visible among them, the other host atoms small and faint.
+NGL_SPHERES: dict[str, tuple[float, float]] = {"Mo": (0.95, 1.0), "Mo1": (0.55, 0.8), "Mo2": (0.55, 0.8),
+                                               "Mo3": (0.55, 0.8), HOST_LABEL: (0.3, 0.35)}
+#: Screen-space offset (A) and anchor of each site label: the labelled sites are neighbours, so their labels go to
+#: four different sides instead of piling up on each other.
+NGL_LABEL_PLACES: tuple[tuple[float, float, str], ...] = ((-1.6, 1.6, "bottom-right"), (1.6, 1.6, "bottom-left"),
+                                                          (-1.6, -1.6, "top-right"), (1.6, -1.6, "top-left"))
 
 
 def nglview_sites(atoms: Atoms, labels: Sequence[str] | None = None, label_sites: Sequence[int] | None = None,
-                  width: str = "100%", height: str = "420px"):
-    """nglview widget of a supercell like the paper's Figure 1: host atoms small and cyan, the central site and its
-    shells as larger coloured spheres, the unit cell drawn. ``label_sites`` (e.g. the representative sites of the
-    design, ``structures.site_indices``) get a text label with their site name."""
+                  width: str = "100%", height: str = "460px"):
+    """nglview widget of a supercell like the paper's Figure 1: host atoms small and cyan, the central site (largest)
+    and its shells as larger coloured spheres, the unit cell drawn. ``label_sites`` (e.g. the representative sites
+    of the design, ``structures.site_indices``) get a text label with their site name, each on its own side, large
+    enough to read. The view is zoomed in after fitting: the fitted cell filled a third of its box."""
     import nglview as nv
 
     labels = site_labels(atoms) if labels is None else list(labels)
@@ -210,15 +247,16 @@ def nglview_sites(atoms: Atoms, labels: Sequence[str] | None = None, label_sites
     view = nv.show_ase(atoms, default_representation=False)
     view._set_size(width, height)  # one setSize call: two layout assignments leave the embedded stage tiny
     for lab, idx in label_groups(labels).items():
-        host = lab == HOST_LABEL
+        radius, opacity = NGL_SPHERES.get(lab, (0.55, 0.8))
         view.add_representation("spacefill", selection=idx, color=SITE_COLORS.get(lab, "#7f7f7f"),
-                                radius=0.35 if host else 0.6, opacity=0.6 if host else 1.0)
-    for i in label_sites or ():
+                                radius=radius, opacity=opacity)
+    for k, i in enumerate(label_sites or ()):
+        dx, dy, anchor = NGL_LABEL_PLACES[k % len(NGL_LABEL_PLACES)]
         # NGL looks text labels up by atom index
         view.add_representation("label", selection=[int(i)], labelType="text", labelText={int(i): labels[int(i)]},
-                                color="black", zOffset=1.5, fixedSize=False, radius=1.7,
-                                attachment="middle-center", showBackground=True,
-                                backgroundColor="white", backgroundOpacity=0.7)
+                                color="black", xOffset=dx, yOffset=dy, zOffset=2.0, fixedSize=False, radius=2.4,
+                                attachment=anchor, showBackground=True, backgroundColor="white",
+                                backgroundOpacity=0.8)
     view.add_representation("unitcell")
     # In a static page the stage is created before its element has a size and zooms to fit a tiny viewport; the
     # archived messages are replayed there, autoView is never archived by nglview, so resize and fit once shown.
@@ -244,14 +282,36 @@ def trajectory_arrays(frames: Sequence[Atoms], host_color: str | None = HOST_ELE
         "positions": np.array([fr.positions for fr in frames]),
         "colors": [element_colors(fr, host_color) for fr in frames],
         "text": [[f"{s} #{i}" for i, s in enumerate(fr.get_chemical_symbols())] for fr in frames],
-        "sizes": [[8 if (s == "Mo" and host_color) else 14 for s in fr.get_chemical_symbols()] for fr in frames],
+        "sizes": [[_marker_px(n, dopant=not (s == "Mo" and host_color)) for s in fr.get_chemical_symbols()]
+                  for fr in frames],
     }
 
 
+def _marker_px(n_atoms: int, dopant: bool) -> int:
+    """Marker size (px) of an atom in a trajectory view: about a third of the spacing of n atoms across a 500 px
+    scene, dopants 1.6 times the host (8 / 14 px left the 16-atom cells' atoms as specks)."""
+    host = int(np.clip(60 / max(1, n_atoms) ** (1 / 3), 6, 24))
+    return int(host * 1.6) if dopant else host
+
+
+#: Slider labels longer than this are replaced by the step number (the frame's full title is the figure title).
+MAX_SLIDER_LABEL = 14
+
+
+def slider_labels(titles: Sequence[str], width_px: float = 560) -> list[str]:
+    """Labels under the slider's ticks: the titles themselves when they are short enough to sit side by side,
+    else the step numbers 0, 1, ... (long labels ran into each other and off the figure's edge)."""
+    room = width_px / max(1, len(titles)) / 7.0  # characters per tick at about 7 px per character
+    if all(len(t) <= min(MAX_SLIDER_LABEL, room) for t in titles):
+        return list(titles)
+    return [str(k) for k in range(len(titles))]
+
+
 def plotly_trajectory(frames: Sequence[Atoms], frame_titles: Sequence[str] | None = None, title: str = "",
-                      duration_ms: int = 600, height: int = 520):
+                      duration_ms: int = 600, height: int = 560):
     """Plotly animation of a trajectory (relaxation steps, or any sequence of cells with the same atoms): a slider
-    to step frame by frame and play/pause buttons. Atoms are coloured by element (host Mo grey, dopants larger)."""
+    to step frame by frame and play/pause buttons. Atoms are coloured by element (host Mo grey, dopants larger).
+    The figure title names the trajectory on its first line and the current frame's title on the second."""
     import plotly.graph_objects as go
 
     data = trajectory_arrays(frames)
@@ -274,20 +334,25 @@ def plotly_trajectory(frames: Sequence[Atoms], frame_titles: Sequence[str] | Non
         scene[ax] = {**scene[ax], "range": [float(a), float(b)], "autorange": False}
     scene["aspectmode"] = "cube" if np.allclose(hi - lo, (hi - lo)[0]) else "data"
 
+    def heading(k: int) -> str:
+        return f"{title}<br>{titles[k]}" if title else titles[k]
+
     fig = go.Figure(
         data=[atoms_trace(0), _edge_trace(frames[0].cell)],
         frames=[go.Frame(data=[atoms_trace(k)], traces=[0], name=str(k),
-                         layout=go.Layout(title_text=f"{title} {titles[k]}".strip())) for k in range(len(frames))],
+                         layout=go.Layout(title_text=heading(k))) for k in range(len(frames))],
     )
     step_args = dict(mode="immediate", frame=dict(duration=duration_ms, redraw=True), transition=dict(duration=0))
+    ticks = slider_labels(titles)
     fig.update_layout(
-        title=f"{title} {titles[0]}".strip(), height=height, scene=scene, margin=dict(l=0, r=0, t=50, b=0),
+        title=dict(text=heading(0), x=0.01, xanchor="left", y=0.97, yanchor="top", font=dict(size=14)),
+        height=height, scene=scene, margin=dict(l=10, r=10, t=90, b=30),
         updatemenus=[dict(type="buttons", direction="left", x=0.0, y=0.0, xanchor="left", yanchor="top",
                           buttons=[dict(label="play", method="animate", args=[None, {**step_args, "fromcurrent": True}]),
                                    dict(label="pause", method="animate",
                                         args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])],
-        sliders=[dict(active=0, x=0.18, len=0.82, y=0.02, currentvalue=dict(visible=False),
-                      steps=[dict(label=titles[k], method="animate", args=[[str(k)], step_args])
+        sliders=[dict(active=0, x=0.2, len=0.75, y=0.02, currentvalue=dict(visible=False),
+                      steps=[dict(label=ticks[k], method="animate", args=[[str(k)], step_args])
                              for k in range(len(frames))])],
     )
     return fig
@@ -306,9 +371,13 @@ def format_cell(value, digits: int = 4) -> str:
 
 
 def table(rows: Sequence[dict], caption: str, digits: int = 4):
-    """A captioned table for a notebook (pandas Styler, no index), numbers formatted by ``format_cell``."""
+    """A captioned table for a notebook (pandas Styler, no index), numbers formatted by ``format_cell``. The caption
+    and the cells are plain text: HTML special characters are escaped (``data/results/<profile>/iid.json`` in a
+    caption was swallowed as an HTML tag)."""
+    import html
+
     import pandas as pd
 
     frame = pd.DataFrame(list(rows))
-    return (frame.style.hide(axis="index").set_caption(caption)
-            .format(lambda v: format_cell(v, digits)))
+    return (frame.style.hide(axis="index").set_caption(html.escape(caption, quote=False))
+            .format(lambda v: html.escape(format_cell(v, digits), quote=False)))
