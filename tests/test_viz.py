@@ -200,3 +200,14 @@ def test_table_caption_and_cells_are_text_not_html():
     html = viz.table([{"file": "<memory>", "n": 2}], "Ours from data/results/<profile>/iid.json & more.").to_html()
     assert "data/results/&lt;profile&gt;/iid.json &amp; more." in html
     assert ">&lt;memory&gt;<" in html and "<profile>" not in html
+
+
+def test_table_takes_a_dataframe_as_its_rows():
+    import pandas as pd
+
+    from mo_transfer.viz import table
+
+    df = pd.DataFrame([{"row": "FT-E(S)", "frames": 12}, {"row": "Scratch-E(S)", "frames": 12}])
+    html = table(df, "caption").to_html()
+    assert "FT-E(S)" in html and "Scratch-E(S)" in html and ">frames<" in html
+    assert table(df.to_dict("records"), "caption").data.equals(table(df, "caption").data)

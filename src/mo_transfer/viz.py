@@ -370,14 +370,14 @@ def format_cell(value, digits: int = 4) -> str:
     return str(value)
 
 
-def table(rows: Sequence[dict], caption: str, digits: int = 4):
-    """A captioned table for a notebook (pandas Styler, no index), numbers formatted by ``format_cell``. The caption
-    and the cells are plain text: HTML special characters are escaped (``data/results/<profile>/iid.json`` in a
-    caption was swallowed as an HTML tag)."""
+def table(rows, caption: str, digits: int = 4):
+    """A captioned table for a notebook (pandas Styler, no index), numbers formatted by ``format_cell``; ``rows`` is
+    a sequence of dicts or a DataFrame. The caption and the cells are plain text: HTML special characters are
+    escaped (``data/results/<profile>/iid.json`` in a caption was swallowed as an HTML tag)."""
     import html
 
     import pandas as pd
 
-    frame = pd.DataFrame(list(rows))
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     return (frame.style.hide(axis="index").set_caption(html.escape(caption, quote=False))
             .format(lambda v: html.escape(format_cell(v, digits), quote=False)))
