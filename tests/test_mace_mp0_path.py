@@ -23,7 +23,7 @@ from ase import Atoms
 from ase.data import atomic_numbers as Z
 from ase.data import chemical_symbols
 
-from mo_transfer import data_report, study_common, unseen
+from mo_transfer import data_report, data_source, study_common, unseen
 from mo_transfer import foundation as F
 from mo_transfer import proxy as P
 from mo_transfer import structures as S
@@ -62,7 +62,7 @@ def _save_atomically(model, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pool() -> list[Atoms]:
+def pool(env) -> list[Atoms]:
     """The relaxed FT-E frames of our GPAW data, sorted by config id."""
     pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
     return sorted(pools["FT-E"], key=lambda a: a.info["config_id"])
@@ -78,11 +78,13 @@ def frames(pool) -> list[Atoms]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """Offline environment of the module: mace's cache in a temporary folder, no extra model folder, our data."""
+    """Offline environment of the module: mace's cache in a temporary folder, no extra model folder, our data
+    (not a reader's own, whatever the environment names)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
-        for name in (F.MODELS_ENV, "MO_TRANSFER_DATA", "MO_TRANSFER_VASP_DIR"):
+        for name in (F.MODELS_ENV, data_source.DATA_ENV, data_source.LEGACY_VASP_ENV):
             mp.delenv(name, raising=False)
+        mp.setattr(F, "MODELS_DIR", tmp_path_factory.mktemp("no-models"))  # a real MP-0 file there would win
         yield
 
 
@@ -297,3 +299,27 @@ def test_proxy_extension_over_the_full_foundation_table(mp0, tuned, frames, tmp_
     assert np.all(np.isfinite(got.energies_ev)) and all(np.all(np.isfinite(f)) for f in got.forces_ev_per_ang)
     # unseen elements predict as their proxies; the old elements' frames are unchanged
     _same(got, T.evaluate(record.model_path, P.substitute_proxies(new, pm, table) + frames[4:]))
+
+
+def test_full_table_fine_tune_of_the_unseen_study(mp0, data, frames, tmp_path):
+    """The unseen study's "FT-E, full table" run, planned by its own helper with the gpu profile (shrunk to one CPU
+    epoch): ``--foundation_model_elements=True`` keeps all 89 elements, each with the foundation's E0, so a frame
+    with Ag predicts without any proxy."""
+    import shutil
+
+    folder = tmp_path / "split"
+    folder.mkdir()
+    shutil.copyfile(data["train"], folder / "train.extxyz")
+    shutil.copyfile(data["valid"], folder / "valid.extxyz")
+    run = unseen._run(get_profile("gpu"), "base-full", "ft-e-full", None, folder, tmp_path, mp0, True,
+                      {"max_epochs": 1, "patience": 1, "device": "cpu", "batch_size": 2})
+    assert run.config.extra_args == (unseen.FULL_TABLE_FLAG,) and len(run.config.elements) == 89
+    metrics = T.run_training(run.config)
+    model = F.load_model(metrics["training"]["model"])
+    foundation = F.load_model(mp0)
+    assert F.model_elements(model) == F.model_elements(foundation)
+    assert F.model_e0s(model) == pytest.approx(F.model_e0s(foundation), abs=1e-12)
+    assert [float(model.scale_shift.scale.reshape(-1)[0]), float(model.scale_shift.shift.reshape(-1)[0])] \
+        == pytest.approx([SCALE, SHIFT], abs=1e-12)
+    pred = T.evaluate(metrics["training"]["model"], [_with(frames[4], {_mo_sites(frames[4], 1)[0]: "Ag"})])
+    assert np.all(np.isfinite(pred.energies_ev)) and np.all(np.isfinite(pred.forces_ev_per_ang[0]))
