@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=150)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--finished-only", action="store_true",
+                    help="report (and cache) only the runs already finished in --out; train nothing")
     ap.add_argument("--save-profile", default=None,
                     help="also cache the summary with provenance as data/results/<profile>/protocol_choice.json")
     args = ap.parse_args()
@@ -47,11 +49,16 @@ def main() -> None:
             ("fine-tune", "foundation", 1e-3), ("fine-tune", "foundation", 5e-3)]
     backend = MaceBackend()
     results = []
+    summary: dict = {"fold": fold.split.name, "counts": fold.split.counts, "foundation": f"goh-mini-{args.scale}",
+                     "runs": results}
     for paradigm, norm, lr in runs:
         settings = TrainSettings(max_epochs=args.max_epochs, patience=args.patience, lr=lr, normalisation=norm)
         name = f"{paradigm}_{norm}_lr{lr:g}_{args.scale}"
         spec = TrainSpec("mace", paradigm, f"goh-mini-{args.scale}", f"{fold.folder}/train.extxyz",
                          f"{fold.folder}/valid.extxyz", str(out / "runs" / name), settings, TRAIN_ELEMENTS)
+        if args.finished_only and not (Path(spec.run_dir) / "record.json").exists():
+            print(f"{name}: not finished, skipped", flush=True)
+            continue
         t0 = time.time()
         rec = backend.train(spec)
         best = min(rec.curve, key=lambda c: c["loss"])
