@@ -141,3 +141,19 @@ def test_convergence_flag(tiny_model, relaxed, trained, tmp_path):
 def test_fine_tune_refuses_a_normalisation_it_cannot_have(tiny_model, relaxed, tmp_path):
     with pytest.raises(ValueError, match="scratch runs only"):
         MaceBackend().train(_spec(tiny_model, relaxed, tmp_path / "x", "fine-tune", normalisation="std_scaling"))
+
+
+def test_explicit_e0s_override_the_rule_and_must_cover_every_element(tiny_model, relaxed, tmp_path):
+    from mo_transfer.engine.mace_backend import reference_energies_ev
+
+    model = F.load_model(tiny_model)
+    given = {el: -1.0 - k for k, el in enumerate(T.TRAIN_ELEMENTS)}
+    spec = _spec(tiny_model, relaxed, tmp_path / "x", "fine-tune", e0s_ev=given)
+    assert TrainSpec.from_dict(spec.to_dict()) == spec  # survives the executor's JSON
+    e0s, info = reference_energies_ev(spec, model, tiny_model)
+    assert e0s == given and info["rule"] == "explicit"
+    partial = _spec(tiny_model, relaxed, tmp_path / "y", "fine-tune", e0s_ev={"Mo": -10.0})
+    with pytest.raises(ValueError, match="lack"):
+        reference_energies_ev(partial, model, tiny_model)
+    with pytest.raises(ValueError, match="not finite"):
+        TrainSettings(max_epochs=2, patience=1, e0s_ev={"Mo": float("nan")})

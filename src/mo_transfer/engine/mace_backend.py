@@ -61,6 +61,13 @@ def random_init_model(foundation_path: str | Path, out_path: str | Path, seed: i
 def reference_energies_ev(spec: TrainSpec, foundation_model, foundation_path: Path) -> tuple[dict[str, float], dict]:
     """The E0s (eV) of a run by its rule, with what the estimate saw. ``estimated``: the foundation's E0s plus the
     least-squares correction of (reference - foundation prediction) over the training file (mace's rule)."""
+    if spec.settings.e0s_ev is not None:
+        given = dict(spec.settings.e0s_ev)
+        missing = [el for el in spec.elements if el not in given]
+        if missing:
+            raise ValueError(f"explicit E0s (TrainSettings.e0s_ev) lack {missing}; give every element of the run: "
+                             f"{list(spec.elements)}")
+        return {el: given[el] for el in spec.elements}, {"rule": "explicit", "e0s_ev": given}
     base = {chemical_symbols[z]: e for z, e in model_e0s(foundation_model, spec.elements).items()}
     rule = spec.settings.e0_rule
     if rule == "foundation":

@@ -36,8 +36,18 @@ class TrainSettings:
     device: str = "cpu"
     normalisation: str = "foundation"
     e0_rule: str = "estimated"
+    #: Explicit per-element reference energies (eV), e.g. isolated-atom energies at the data's own level of theory
+    #: (mace's guidance ranks them first); when given they replace ``e0_rule``. Pairs (element, eV), hashable.
+    e0s_ev: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.e0s_ev is not None:
+            pairs = tuple((str(el), float(v)) for el, v in (self.e0s_ev.items() if isinstance(self.e0s_ev, dict)
+                                                            else self.e0s_ev))
+            bad = [el for el, v in pairs if not np.isfinite(v)]
+            if bad:
+                raise ValueError(f"explicit E0s of {bad} are not finite numbers")
+            object.__setattr__(self, "e0s_ev", pairs)
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"unknown normalisation {self.normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
         if self.e0_rule not in E0_RULES:
@@ -81,7 +91,10 @@ class TrainSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
         d = dict(d)
-        d["settings"] = TrainSettings(**d["settings"])
+        settings = dict(d["settings"])
+        if settings.get("e0s_ev") is not None:
+            settings["e0s_ev"] = tuple(tuple(pair) for pair in settings["e0s_ev"])
+        d["settings"] = TrainSettings(**settings)
         d["elements"] = tuple(d["elements"])
         return cls(**d)
 
