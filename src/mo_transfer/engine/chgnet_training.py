@@ -99,10 +99,7 @@ def initial_model(spec: TrainSpec) -> tuple["CHGNet", list[Atoms], list[Atoms], 
 
 def spec_hash(spec: TrainSpec) -> str:
     """Hash of what determines a run's result (the spec without its folder and thread count)."""
-    d = spec.to_dict()
-    d.pop("run_dir", None)
-    d.pop("threads", None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(spec.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def claim_run_dir(spec: TrainSpec) -> Path:

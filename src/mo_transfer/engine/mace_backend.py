@@ -31,9 +31,7 @@ INIT_MODEL = "init.model"
 
 def spec_hash(spec: TrainSpec) -> str:
     """Hash of what a run computes: the spec (minus folder and threads) and the bytes of its data and foundation."""
-    d = spec.to_dict()
-    d.pop("run_dir")
-    d.pop("threads")
+    d = spec.identity()
     files = {"train": file_sha256(spec.train_file), "valid": file_sha256(spec.valid_file),
              "foundation": file_sha256(resolve_foundation(spec.foundation))}
     blob = json.dumps({"spec": d, "files": files}, sort_keys=True, default=str)

@@ -88,6 +88,16 @@ class TrainSpec:
         d["elements"] = list(self.elements)
         return d
 
+    def identity(self) -> dict:
+        """What determines a run's result: the spec without its folder and thread count. Optional settings added
+        after runs were made (``e0s_ev``) enter only when set, so their default leaves existing runs valid."""
+        d = self.to_dict()
+        d.pop("run_dir")
+        d.pop("threads")
+        if d["settings"].get("e0s_ev") is None:
+            d["settings"].pop("e0s_ev", None)
+        return d
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
         d = dict(d)

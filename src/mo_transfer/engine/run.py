@@ -111,9 +111,7 @@ def _content_hash(spec: TrainSpec) -> str:
 
     from ..foundation import file_sha256
 
-    d = spec.to_dict()
-    d.pop("run_dir")
-    d.pop("threads")
+    d = spec.identity()
     files = [file_sha256(spec.train_file), file_sha256(spec.valid_file)]
     if Path(spec.foundation).is_file():
         files.append(file_sha256(spec.foundation))
