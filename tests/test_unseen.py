@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 
 import numpy as np
 import pandas as pd
@@ -87,12 +88,25 @@ def test_smoke_falls_back_to_synthetic_frames(tmp_path):
 def test_other_profiles_require_dft_frames_and_name_the_command(tmp_path, monkeypatch, data):
     sweep = iid.SweepData({"FT-E": data.seen, "FT-E_NE": data.seen}, "dft", "test", {"FT-E": 12, "FT-E_NE": 12})
     monkeypatch.setattr(iid, "sweep_data", lambda *a, **k: sweep)
-    monkeypatch.setattr(unseen, "real_new_frames", lambda root: data.new[:2])
+    ours = types.SimpleNamespace(label="our GPAW data (data/dft)", source=types.SimpleNamespace(synthetic_allowed=True))
+    monkeypatch.setattr(unseen, "real_new_frames", lambda root: (data.new[:2], ours))
     with pytest.raises(iid.InsufficientData, match=r"python -m mo_transfer\.dft run --set unseen16"):
         unseen.unseen_data("cpu", tmp_path)
-    monkeypatch.setattr(unseen, "real_new_frames", lambda root: data.new)
+    monkeypatch.setattr(unseen, "real_new_frames", lambda root: (data.new, ours))
     d = unseen.unseen_data("cpu", tmp_path)
-    assert d.source == "dft" and len(d.new) == len(data.new)
+    assert d.source == "dft" and len(d.new) == len(data.new) and d.note == ours.label
+
+
+def test_a_readers_data_is_named_and_never_swapped_for_synthetic_frames(tmp_path, monkeypatch, data):
+    sweep = iid.SweepData({"FT-E": data.seen, "FT-E_NE": data.seen}, "dft", "test", {"FT-E": 12, "FT-E_NE": 12})
+    monkeypatch.setattr(iid, "sweep_data", lambda *a, **k: sweep)
+    theirs = types.SimpleNamespace(label="your VASP runs in /x (MO_TRANSFER_DATA)",
+                                   source=types.SimpleNamespace(synthetic_allowed=False),
+                                   insufficient=lambda what, pool, n: f"{what} needs {n} {pool} frames of /x")
+    monkeypatch.setattr(unseen, "real_new_frames", lambda root: (data.new[:1], theirs))
+    for profile in ("smoke", "cpu"):
+        with pytest.raises(iid.InsufficientData, match="unseen-element study needs 4 unseen frames of /x"):
+            unseen.unseen_data(profile, tmp_path)
 
 
 def test_a_new_element_without_proxy_fails_before_any_training(data, tmp_path):

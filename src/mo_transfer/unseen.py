@@ -154,12 +154,13 @@ def synthetic_new_frames(elements: Sequence[str] = SMOKE_NEW_ELEMENTS,
     return dataset.split_pools(frames)["unseen"]
 
 
-def real_new_frames(root: Path) -> list[Atoms]:
-    """Validated new-element frames of our DFT data (``data/dft``, the ``unseen`` pool of notebook 2)."""
-    from . import data_report
+def real_new_frames(root: Path):
+    """Validated new-element frames of the study data (``$MO_TRANSFER_DATA`` when set, else our GPAW data: the
+    ``unseen`` pool of notebook 2), and the loaded data (its ``label`` names the source)."""
+    from .data_source import load_study_data
 
-    pools, _, _ = data_report.build_pools(Path(root) / "data" / "dft")
-    return list(pools.get("unseen", []))
+    loaded = load_study_data(Path(root))
+    return list(loaded.pools.get("unseen", [])), loaded
 
 
 def unseen_data(profile: str | Profile, root: str | Path | None = None,
@@ -173,17 +174,19 @@ def unseen_data(profile: str | Profile, root: str | Path | None = None,
     p = get_profile(profile)
     root = Path(root if root is not None else cache.repo_root())
     sweep = iid.sweep_data(p, root)
-    real = real_new_frames(root)
+    real, loaded = real_new_frames(root)
     available = {"FT-E": sweep.available["FT-E"], "new": len(real)}
     if len(real) >= min_new_frames and sweep.source == "dft":
-        new, source, note = real, "dft", f"our GPAW data (data/dft, set {DFT_SET})"
-    elif p.name == "smoke":
+        new, source, note = real, "dft", loaded.label
+    elif p.name == "smoke" and loaded.source.synthetic_allowed:
         seen = iid.synthetic_pools()["FT-E"] if sweep.source == "dft" else sweep.pools["FT-E"]
         new = synthetic_new_frames()
         note = (f"SYNTHETIC Lennard-Jones labels: {len(seen)} FT-E frames and {len(new)} frames of "
                 f"{', '.join(SMOKE_NEW_ELEMENTS)} in 16-atom BCC Mo (data/dft holds {len(real)} new-element "
                 f"frames so far; the smoke profile checks code paths, not physics)")
         return UnseenData(iid.subsample(seen, iid.SMOKE_MAX_E_FRAMES), new, "synthetic", note, available)
+    elif not loaded.source.synthetic_allowed:  # the reader's own data: say what is missing, never swap it
+        raise iid.InsufficientData(loaded.insufficient("the unseen-element study", "unseen", min_new_frames))
     else:
         raise iid.InsufficientData(
             f"the unseen-element study needs at least {min_new_frames} new-element frames; data/dft holds "
