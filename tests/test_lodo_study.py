@@ -61,3 +61,12 @@ def test_protocol_effect_is_paired_on_the_shared_structures():
     assert "**Cr**" in text and "Y** was not held out" in text
     table = lodo_report.fold_table(res, "FT-E(M)")
     assert "skipped: no test structure" in set(table["note"])
+
+
+def test_the_cpu_profile_runs_all_folds_within_about_its_budget():
+    """Issue #21: all 11 folds in the cpu profile if about 6 core-hours allow it (6.5 estimated on 57 FT-E frames)."""
+    p = get_profile("cpu")
+    est = lodo_study.estimate_core_hours(p, 57)
+    assert len(p.lodo_folds) == 11 and 0 < est["total"] <= 7.0
+    assert abs(est["total"] - est["MACE"] - est["CHGNet"]) < 0.02
+    assert lodo_study.estimate_core_hours("smoke", 12)["total"] < est["total"]

@@ -24,8 +24,8 @@ from . import cache, splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, e_ids, foundations_of, load_study_results, settings,
-                           study_data, work_dir)
+from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, SECONDS_PER_FRAME_EPOCH, e_ids,
+                           foundations_of, load_study_results, settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "iid"
@@ -223,15 +223,6 @@ def load_protocol_choice(profile: str | Profile, root: str | Path | None = None)
     cols = ["run", "converged", "epochs_run", "best_epoch", "seconds_per_epoch", "valid_best_energy_mae_mev_per_atom",
             "valid_best_force_mae_mev_per_ang", "scale"]
     return pd.DataFrame(doc["runs"])[cols].round(4), None
-
-
-#: Measured training cost on one core, seconds per training frame per epoch (16/32-atom cells, batch 5): MACE
-#: GOHomS-mini S float64 3.8 s/epoch on 46 frames (shared/notes/finetuning.md), M about 1.4x S (benchmarks/
-#: training.py), CHGNet 0.3.0 4.4 CPU-s/epoch on 40 frames (the CHGNet backend's measurement).
-SECONDS_PER_FRAME_EPOCH: dict[str, float] = {"small": 0.083, "medium": 0.12, "large": 0.25, "chgnet": 0.11}
-#: Epochs a run takes to early stopping on FT-E fold 0 at lr 3e-4 with patience 10 (benchmarks/protocol_choice.py,
-#: GOHomS-mini S: scratch 50, fine-tune 123; CHGNet fine-tune 51), plus the profile's patience beyond 10.
-EPOCHS_TO_STOP: dict[str, int] = {"scratch": 50, "fine-tune": 123, "chgnet": 51}
 
 
 def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: int) -> dict[str, float]:

@@ -17,6 +17,14 @@ from .profiles import Profile, get_profile
 SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L", "chgnet": "CHGNet"}
 CHGNET_FOUNDATION = "chgnet-0.3.0"
 
+#: Measured training cost on one core, seconds per training frame per epoch (16/32-atom cells, batch 5): MACE
+#: GOHomS-mini S float64 3.8 s/epoch on 46 frames (shared/notes/finetuning.md), M about 1.4x S (benchmarks/
+#: training.py), CHGNet 0.3.0 4.4 CPU-s/epoch on 40 frames (the CHGNet backend's measurement).
+SECONDS_PER_FRAME_EPOCH: dict[str, float] = {"small": 0.083, "medium": 0.12, "large": 0.25, "chgnet": 0.11}
+#: Epochs a run takes to early stopping on FT-E fold 0 at lr 3e-4 with patience 10 (benchmarks/protocol_choice.py,
+#: GOHomS-mini S: scratch 50, fine-tune 123; CHGNet fine-tune 51), plus the profile's patience beyond 10.
+EPOCHS_TO_STOP: dict[str, int] = {"scratch": 50, "fine-tune": 123, "chgnet": 51}
+
 
 def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation", ema: bool = True
              ) -> TrainSettings:
