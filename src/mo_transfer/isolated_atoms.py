@@ -91,7 +91,7 @@ def isolated_atom_job(job: Job, tmp_path: Path) -> dict:
     atoms.info.update({"traj_id": job.name, "set_name": job.inputs["set"], "dft_settings_hash": settings.settings_hash})
     _, txt = dft._job_paths(job)
     txt.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     for fallback in range(len(dft.SCF_FALLBACKS)):
         atoms.calc = make_atom_calculator(settings, numerics, txt, fallback)
         try:
@@ -101,11 +101,12 @@ def isolated_atom_job(job: Job, tmp_path: Path) -> dict:
             if fallback + 1 == len(dft.SCF_FALLBACKS):
                 raise JobFailed(f"SCF of the isolated {job.inputs['element']} atom did not converge: {err}") from err
     frame.info.update({"step": 0, "n_steps": 1, "converged": True, "state": "SP", "scf_fallback": fallback,
-                       "wall_s": round(time.time() - t0, 2), "scf_iterations": int(atoms.calc.get_number_of_iterations()),
+                       "wall_s": round(time.time() - t0, 2), "cpu_s": round(time.process_time() - cpu0, 2), "scf_iterations": int(atoms.calc.get_number_of_iterations()),
                        "box_ang": " ".join(f"{x:g}" for x in numerics.box_ang)})
     dft.write_frames_gz([frame], tmp_path)
     return {"frames": 1, "energy_ev": frame.info["REF_energy"], "magmom_mub": frame.info["magmom_total"],
-            "scf_iterations": frame.info["scf_iterations"], "wall_s": frame.info["wall_s"]}
+            "scf_iterations": frame.info["scf_iterations"], "wall_s": frame.info["wall_s"],
+            "cpu_s": frame.info["cpu_s"]}
 
 
 def atom_order() -> list[str]:
@@ -142,7 +143,7 @@ def write_e0_file(root: Path = dft.DATA_ROOT, path: Path | None = None) -> dict:
                         "energy_zero_smearing_ev": float(frame.info["energy_zero_smearing_ev"]),
                         "magmom_mub": float(frame.info["magmom_total"]),
                         "scf_iterations": int(frame.info.get("scf_iterations", -1)),
-                        "wall_s": float(frame.info.get("wall_s", 0.0))}
+                        "wall_s": float(frame.info.get("wall_s", 0.0)), "cpu_s": float(frame.info.get("cpu_s", 0.0))}
     settings_doc = root / SET_NAME / "settings.json"
     doc = {"description": "isolated-atom reference energies E0 (eV): spin-polarised GPAW, Hund's-rule moment fixed, "
                           "the bulk labels' cutoff, functional, PAW setups and Fermi-Dirac width; energy_ev is the "
