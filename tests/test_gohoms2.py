@@ -25,7 +25,7 @@ def _single_point_structures() -> list:
 
 def test_every_partner_element_gets_displaced_mo_x_frames_with_mo_and_x_together():
     by_id = {c.config_id: c for c in gohoms2.all_configs()}
-    seen: dict[str, int] = {x: 0 for x in PARTNERS}
+    seen: dict[str, set] = {x: set() for x in PARTNERS}
     for atoms in _single_point_structures():
         syms = set(atoms.get_chemical_symbols())
         config = by_id[atoms.info["config_id"]]
@@ -34,8 +34,10 @@ def test_every_partner_element_gets_displaced_mo_x_frames_with_mo_and_x_together
         assert shift.min() >= lo - 1e-6 and shift.max() <= hi + 1e-6, atoms.info["config_id"]
         if "Mo" in syms and len(syms) == 2:
             (x,) = syms - {"Mo"}
-            seen[x] += 1
-    assert all(n >= 8 for n in seen.values()), seen  # several prototypes and volumes per element
+            seen[x].add((config.prototype, config.volume_scale))
+    for x, cells in seen.items():  # every prototype, and B2 at two or more volumes, for every partner element
+        assert {p for p, _ in cells} == set(gohoms2.COMPOUND_PROTOTYPES), x
+        assert len({v for p, v in cells if p == "B2"}) >= 2, x
     # the first round of jobs (one prototype) already covers every partner element
     first = dft.set_jobs("gohoms2", root=Path("/nonexistent"))[:len(PARTNERS)]
     assert {s for j in first for s in j.inputs["structures"][0]["symbols"]} == PARTNERS | {"Mo"}
@@ -162,3 +164,17 @@ def test_pretraining_uses_the_e0_file_when_present_and_least_squares_otherwise(t
     path.write_text(json.dumps({"elements": {"Mo": {"energy_ev": -1.0}, "Nb": {"energy_ev": -0.5}}}))
     e0, how = isolated_atoms.pretraining_e0s(path, frames, ("Mo", "Nb"))
     assert e0 == {42: -1.0, 41: -0.5} and how.startswith("isolated-atom")
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("gpaw"), reason="GPAW not installed")
+def test_a_short_relaxation_records_each_step_with_forces_and_its_job(tmp_path):
+    tiny = dft.DFTSettings(ecut_ev=250.0, kpt_density_per_ang=1.0, max_steps=2, fmax_ev_per_ang=0.001)
+    job = next(j for j in dft.set_jobs("gohoms2", settings=tiny, root=tmp_path) if j.name.endswith("-relax"))
+    start = gohoms2.V2Config("B2", "Nb", 1.0).build()  # a 4-atom start keeps the test cheap
+    job = dataclasses.replace(job, inputs={**job.inputs, "structure": dft._atoms_to_dict(start)})
+    summary = run_jobs([job], manifest=tmp_path / "manifest.json")
+    assert summary.count("done") == 1, str(summary)
+    frames = dft.read_frames(job.output)
+    assert [f.info["step"] for f in frames] == [0, 1, 2] and {f.info["state"] for f in frames} == {"NE"}
+    assert frames[0].info["fmax_ev_per_ang"] > frames[-1].info["fmax_ev_per_ang"] > 0
+    assert all(f.info["cpu_s"] > 0 and f.info["dft_settings_hash"] == tiny.settings_hash for f in frames)

@@ -28,8 +28,8 @@ PARTNERS: tuple[str, ...] = structures.DOPANTS + structures.UNSEEN
 #: Range of the per-atom displacement magnitude (A): each atom moves by a seeded uniform draw in a random direction.
 DISPLACEMENT_RANGE_ANG: tuple[float, float] = (0.05, 0.15)
 
-#: Mo-X prototypes: name -> (host lattice, volume scales). Order is the run order (one prototype for all X, then the
-#: next), so every element gets force-carrying Mo-X frames in the first round.
+#: Mo-X prototypes and their volume scales. The run goes round by round: the first volume of every prototype for
+#: every partner element, then the next volumes, so every element has force-carrying Mo-X frames early.
 COMPOUND_PROTOTYPES: dict[str, tuple[float, ...]] = {
     "B2": (0.94, 1.0, 1.06),      # CsCl MoX, 2x1x1 supercell (4 atoms)
     "bcc-Mo7X": (0.97, 1.03),     # 2x2x2 primitive bcc with one X (8 atoms; X-X at sqrt(3) a)
@@ -37,11 +37,24 @@ COMPOUND_PROTOTYPES: dict[str, tuple[float, ...]] = {
     "D03": (0.96, 1.04),          # BiF3-type Mo3X on bcc sites, primitive cell (4 atoms)
     "fcc-Mo7X": (1.0,),           # 2x2x2 primitive fcc with one X (8 atoms)
 }
-#: Elemental structures and their volume scales; hcp only for the elements whose ground state it is.
+#: Spin-polarised elements (``dft`` spin policy). Their cells cost about ten times a non-magnetic one (twice the
+#: work per SCF iteration, three times the iterations: 590 s against 64 s for B2 MoFe and MoNb, measured), so the
+#: budget gives them fewer volumes.
+MAGNETIC: frozenset[str] = frozenset(structures.MAGNETIC_MOMENTS_MUB)
+#: Volumes of a magnetic partner's compounds: B2 at two volumes, every other prototype at its first.
+MAGNETIC_COMPOUND_VOLUMES: dict[str, tuple[float, ...]] = {
+    "B2": (0.94, 1.0), "bcc-Mo7X": (0.97,), "L12": (0.96,), "D03": (0.96,), "fcc-Mo7X": (1.0,)}
+#: Elemental cells: the ground-state structure at three volumes (two for a magnetic element) and, for a
+#: non-magnetic element, the other close-packed or bcc structures at the reference volume.
 ELEMENT_VOLUME_SCALES: tuple[float, ...] = (0.94, 1.0, 1.06)
+MAGNETIC_ELEMENT_VOLUME_SCALES: tuple[float, ...] = (0.94, 1.06)
 GROUND_STATE_HCP: frozenset[str] = dft.GROUND_STATE_HCP
-#: Short relaxations from displaced bcc Mo7X starts (volume scale 1.0, a volume the single points do not use).
-RELAX_PARTNERS: tuple[str, ...] = ("Nb", "Ti", "Re", "Fe", "Al", "Cu")
+#: Ground-state structure among bcc, fcc and hcp (alpha-Mn and rhombohedral Hg are too large or odd: bcc and fcc
+#: stand in for them).
+GROUND_STATE_FCC: frozenset[str] = frozenset({"Al", "Cu", "Ag", "Au", "Ni", "Hg"})
+#: Short relaxations from displaced bcc Mo7X starts (volume scale 1.0, a volume the single points do not use),
+#: non-magnetic partners only (a spin-polarised relaxation would cost as much as the five together).
+RELAX_PARTNERS: tuple[str, ...] = ("Nb", "Ti", "Re", "Al", "Cu")
 RELAX_MAX_STEPS = 5
 
 
@@ -126,24 +139,38 @@ def _middle_first(scales: tuple[float, ...]) -> list[float]:
     return sorted(scales, key=lambda v: (abs(v - 1.0), v))
 
 
+def compound_volume_scales(prototype: str, x: str) -> tuple[float, ...]:
+    """Volume scales of one Mo-X compound, nearest 1 first (fewer for a magnetic partner)."""
+    scales = MAGNETIC_COMPOUND_VOLUMES[prototype] if x in MAGNETIC else COMPOUND_PROTOTYPES[prototype]
+    return tuple(_middle_first(scales))
+
+
+def ground_state(el: str) -> str:
+    return "hcp" if el in GROUND_STATE_HCP else "fcc" if el in GROUND_STATE_FCC else "bcc"
+
+
+def elemental_plan(el: str) -> list[tuple[str, tuple[float, ...]]]:
+    """(structure, volume scales) of one element: the ground state first."""
+    gs = ground_state(el)
+    if el in MAGNETIC:
+        return [(gs, tuple(_middle_first(MAGNETIC_ELEMENT_VOLUME_SCALES)))]
+    return [(gs, tuple(_middle_first(ELEMENT_VOLUME_SCALES)))] + [(p, (1.0,)) for p in ("bcc", "fcc") if p != gs]
+
+
 def compound_configs() -> list[V2Config]:
-    """Mo-X compounds in run order: round by round (a volume of one prototype), each round over every partner
-    element, so that every element has force-carrying Mo-X frames after the first round."""
-    rounds = [(proto, v, k) for proto, scales in COMPOUND_PROTOTYPES.items() for k, v in
-              enumerate(_middle_first(scales))]
-    rounds.sort(key=lambda r: r[2])  # first volumes of every prototype, then the second ones, ...
-    return [V2Config(proto, x, v) for proto, v, _ in rounds for x in PARTNERS]
+    """Mo-X compounds in run order: round k holds the k-th volume of every prototype for every partner element."""
+    out = []
+    for k in range(3):
+        out += [V2Config(p, x, compound_volume_scales(p, x)[k]) for p in COMPOUND_PROTOTYPES for x in PARTNERS
+                if k < len(compound_volume_scales(p, x))]
+    return out
 
 
 def elemental_configs() -> list[V2Config]:
-    """Rattled elemental cells (bcc, fcc, then hcp where it is the ground state) of all 21 elements, reference
-    volume first."""
-    out = []
-    for v in _middle_first(ELEMENT_VOLUME_SCALES):
-        for proto in ELEMENTAL:
-            out += [V2Config(proto, el, v) for el in structures.STUDY_ELEMENTS
-                    if proto != "hcp" or el in GROUND_STATE_HCP]
-    return out
+    """Rattled elemental cells of all 21 elements in run order: round k holds the k-th cell of every element."""
+    plans = {el: [V2Config(p, el, v) for p, scales in elemental_plan(el) for v in scales]
+             for el in structures.STUDY_ELEMENTS}
+    return [plans[el][k] for k in range(max(map(len, plans.values()))) for el in plans if k < len(plans[el])]
 
 
 def relax_configs() -> list[V2Config]:
@@ -152,7 +179,7 @@ def relax_configs() -> list[V2Config]:
 
 
 def all_configs() -> list[V2Config]:
-    """Every v2 structure in run order (single points, then the relaxation starts)."""
+    """Every v2 structure (single points, then the relaxation starts; ``set_jobs`` sets the run order)."""
     return compound_configs() + elemental_configs() + relax_configs()
 
 
@@ -162,17 +189,30 @@ def set_settings(base: dft.DFTSettings) -> dft.DFTSettings:
     return dataclasses.replace(base, rattle_stdev_ang=0.0, max_steps=RELAX_MAX_STEPS)
 
 
+def run_order() -> list[V2Config]:
+    """Priority order of the runs: the first Mo-X round (every prototype, every partner), the elemental ground states
+    at the reference volume, the other Mo-X rounds, the short relaxations, then the remaining elemental cells."""
+    first = [c for c in compound_configs() if c.volume_scale == compound_volume_scales(c.prototype, c.element)[0]]
+    rest = [c for c in compound_configs() if c not in first]
+    elemental = elemental_configs()
+    n = len(structures.STUDY_ELEMENTS)
+    return first + elemental[:n] + rest + relax_configs() + elemental[n:]
+
+
 def set_jobs(name: str, settings: dft.DFTSettings, root: Path) -> list[Job]:
-    """One single-point job per structure (so that each finished structure is a committed piece), in run order,
-    then the short relaxations."""
-    jobs = [Job("mo_transfer.dft:single_point_job", c.config_id,
-                {"set": name, "structures": [dft._atoms_to_dict(c.build())]},
-                settings.to_dict(), str(dft.trajectory_path(name, c.config_id, root)))
-            for c in compound_configs() + elemental_configs()]
-    for c in relax_configs():
-        jname = f"{c.config_id}-relax"
-        jobs.append(Job("mo_transfer.gohoms2:relax_job", jname, {"set": name, "structure": dft._atoms_to_dict(c.build())},
-                        settings.to_dict(), str(dft.trajectory_path(name, jname, root))))
+    """One job per structure (each finished structure is a committed piece) in :func:`run_order`: single points,
+    and a short relaxation for each relaxation start."""
+    relax = set(relax_configs())
+    jobs = []
+    for c in run_order():
+        if c in relax:
+            jname = f"{c.config_id}-relax"
+            jobs.append(Job("mo_transfer.gohoms2:relax_job", jname, {"set": name, "structure": dft._atoms_to_dict(c.build())},
+                            settings.to_dict(), str(dft.trajectory_path(name, jname, root))))
+        else:
+            jobs.append(Job("mo_transfer.dft:single_point_job", c.config_id,
+                            {"set": name, "structures": [dft._atoms_to_dict(c.build())]},
+                            settings.to_dict(), str(dft.trajectory_path(name, c.config_id, root))))
     return jobs
 
 
