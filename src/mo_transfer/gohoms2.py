@@ -2,9 +2,11 @@
 
 GOHomS v1 (``dft.gohoms_families``) holds symmetric cells whose forces vanish and no Mo-X frame with forces. v2 adds,
 for each of the 20 other study elements X, ordered Mo-X compounds (B2 MoX, L1_2 and D0_3 Mo3X, bcc- and fcc-based
-Mo7X) at two or three volumes with every atom displaced by 0.05-0.15 A (seeded); rattled elemental cells (bcc, fcc
-and the hcp ground state) at three volumes, Mo included; and short relaxations from displaced Mo7X starts, as
-MPtrj holds them. No structure of the doped design (16/32-atom host cells with 1-2 dopants) is in it.
+Mo7X; two or three volumes for a non-magnetic X, fewer cells for the costly spin-polarised Cr, Mn, Fe, Co, Ni) with
+every atom displaced by 0.05-0.15 A (seeded); rattled elemental cells of all 21 elements (the ground-state structure
+at three volumes, one for a magnetic element, and the other cubic structures at one), Mo included; and short
+relaxations from displaced Mo7X starts, as MPtrj holds them. No structure of the doped design (16/32-atom host
+cells with 1-2 dopants) is in it. Run with ``python -m mo_transfer.dft run --set gohoms2``; one job per structure.
 """
 
 from __future__ import annotations
