@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +18,7 @@ import numpy as np
 from ase import Atoms
 
 from mo_transfer import splits
+from mo_transfer.engine.e0s import element_counts
 from mo_transfer.engine.folds import traj_group
 from mo_transfer.engine.records import FrameErrors, Predictions, frame_errors
 
@@ -36,17 +37,6 @@ def zero_force(frames: Sequence[Atoms], energies_ev: Sequence[float]) -> Predict
     if energies.shape != (len(frames),):
         raise ValueError(f"{energies.shape} energies for {len(frames)} frames")
     return Predictions(energies, [np.zeros((len(a), 3)) for a in frames])
-
-
-def _counts(frames: Sequence[Atoms], elements: Sequence[str]) -> np.ndarray:
-    """Element counts, shape (n_frames, n_elements)."""
-    col = {el: j for j, el in enumerate(elements)}
-    x = np.zeros((len(frames), len(elements)))
-    for i, a in enumerate(frames):
-        for el, n in Counter(a.get_chemical_symbols()).items():
-            if el in col:
-                x[i, col[el]] = n
-    return x
 
 
 @dataclass
@@ -68,7 +58,7 @@ class CompositionLinear:
     def determined(self, frames: Sequence[Atoms]) -> np.ndarray:
         """Whether each frame's energy is fixed by the training data (no unseen element, composition in span)."""
         known = set(self.elements)
-        x = _counts(frames, self.elements)
+        x = element_counts(frames, self.elements, unknown="ignore")
         unseen = np.array([bool(set(a.get_chemical_symbols()) - known) for a in frames], dtype=bool)
         if self.null_space.size == 0:
             return ~unseen
@@ -82,7 +72,7 @@ class CompositionLinear:
         if undetermined not in ("nan", "min-norm"):
             raise ValueError(f"undetermined must be 'nan' or 'min-norm', not {undetermined!r}")
         e0 = np.array([self.e0_ev[el] for el in self.elements])
-        energies = _counts(frames, self.elements) @ e0
+        energies = element_counts(frames, self.elements, unknown="ignore") @ e0
         ok = self.determined(frames)
         if not ok.all():
             warnings.warn(f"composition-linear: {int((~ok).sum())} of {len(frames)} frame(s) have a composition "
@@ -100,7 +90,7 @@ def composition_linear(train_frames: Sequence[Atoms], energy_key: str = ENERGY_K
     if not train_frames:
         raise ValueError("composition-linear needs at least one training frame")
     elements = tuple(sorted({el for a in train_frames for el in a.get_chemical_symbols()}))
-    x = _counts(train_frames, elements)
+    x = element_counts(train_frames, elements, unknown="ignore")
     y = np.array([float(a.info[energy_key]) for a in train_frames])
     coef, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
     vt = np.linalg.svd(x, full_matrices=True)[2]

@@ -18,13 +18,16 @@ from ase import Atoms
 ENERGY_KEY = "REF_energy"
 
 
-def element_counts(frames: Sequence[Atoms], elements: Sequence[str]) -> np.ndarray:
-    """Matrix (n_frames, n_elements) of how many atoms of each element every frame holds."""
+def element_counts(frames: Sequence[Atoms], elements: Sequence[str], unknown: str = "raise") -> np.ndarray:
+    """Matrix (n_frames, n_elements) of how many atoms of each element every frame holds; an element outside
+    ``elements`` raises (``unknown="raise"``) or is not counted (``"ignore"``)."""
     index = {el: i for i, el in enumerate(elements)}
     counts = np.zeros((len(frames), len(elements)))
     for k, atoms in enumerate(frames):
         for sym in atoms.get_chemical_symbols():
             if sym not in index:
+                if unknown == "ignore":
+                    continue
                 raise ValueError(f"frame {k} ({atoms.info.get('config_id', '?')}) holds {sym}, which is not in "
                                  f"the element list {list(elements)}")
             counts[k, index[sym]] += 1
