@@ -160,13 +160,11 @@ def foundation_paths(profile: str | Profile, work: str | Path | None = None, roo
     cpu: GOHomS-mini (``data/models/goh-mini-S/M/L.model``); gpu/paper: MACE-MP-0 (downloaded by mace).
     Raises :class:`mo_transfer.foundation.FoundationNotFound` with instructions when a model is missing.
     """
+    from .study_common import foundations_of
+
     p = get_profile(profile)
-    scales = tuple(scales) if scales is not None else p.model_scales
-    if p.name == "smoke":
-        folder = Path(work if work is not None else default_work_dir(p, root)) / "foundation"
-        return {s: foundation.smoke_foundation(folder, foundation.SCALE_TO_GOH_MINI[s]) for s in scales}
-    return {s: foundation.resolve_foundation(training.foundation_name(p.foundation, s), allow_download)
-            for s in scales}
+    folder = Path(work if work is not None else default_work_dir(p, root))
+    return {s: Path(f) for s, f in foundations_of(p, folder, root, scales, allow_download).items()}
 
 
 def shown_scales(profile: str | Profile) -> tuple[str, ...]:

@@ -75,7 +75,7 @@ def subsample_trajectories(frames: list[Atoms], p: Profile) -> list[Atoms]:
 
 
 def foundations_of(profile: str | Profile, work: Path, root: str | Path | None = None,
-                   scales: Sequence[str] | None = None) -> dict[str, str]:
+                   scales: Sequence[str] | None = None, allow_download: bool = True) -> dict[str, str]:
     """Foundation model path per scale of a profile: smoke, a tiny GOHomS-mini pretrained on synthetic labels in
     ``<work>/foundation`` (made once, ~30 s); cpu, GOHomS-mini; gpu / paper, MACE-MP-0 (mace's download)."""
     from .training import foundation_name
@@ -85,7 +85,7 @@ def foundations_of(profile: str | Profile, work: Path, root: str | Path | None =
     if p.name == "smoke":
         return {s: str(foundation.smoke_foundation(Path(work) / "foundation", foundation.SCALE_TO_GOH_MINI[s]))
                 for s in scales}
-    return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s))) for s in scales}
+    return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s), allow_download)) for s in scales}
 
 
 class OldCacheLayout(ValueError):
