@@ -524,7 +524,7 @@ def pretrain_job(job: Job, tmp_path: Path) -> dict:
     t0 = time.time()
     train, valid, test = split_frames(read_extxyz(data), spec.test_fraction, spec.valid_fraction, spec.seed)
     files = {k: write_extxyz(v, work / f"{k}.xyz") for k, v in (("train", train), ("valid", valid), ("test", test))}
-    e0s = least_squares_e0s(train, STUDY_ZS)
+    e0s, e0s_method = pretraining_reference_energies(job, train)
     device = job.settings.get("device", "cpu")
     args = pretrain_arguments(spec, files, e0s, work, out.stem, device, STUDY_ZS)
     run = training.run_mace_train(args, work, out.stem, spec.seed, spec.patience, work / "train.log")
@@ -544,7 +544,7 @@ def pretrain_job(job: Job, tmp_path: Path) -> dict:
                  "label_sources": sorted({str(f.info.get("label_source", "dft")) for f in train})},
         "hyperparameters": {**spec.to_dict(), "hidden_irreps": spec.hidden_irreps}, "device": device,
         "e0s_ev": {str(z): v for z, v in e0s.items()},
-        "e0s_method": "least squares of the training split's total energies on element counts",
+        "e0s_method": e0s_method,
         "mace_run_train_args": args, "parameters": count_parameters(model), "elements": list(model_elements(model)),
         "training": run, "held_out_metrics": metrics, "job_key": job.key,
     }
@@ -555,6 +555,24 @@ def pretrain_job(job: Job, tmp_path: Path) -> dict:
     if test:  # kept beside the model, so a test can re-evaluate the committed model against its provenance
         shutil.copyfile(files["test"], held_out_path(out))
     return {"parameters": doc["parameters"], "wall_s": wall_s, "test": metrics.get("test"), "epochs": run["epochs"]}
+
+
+def pretraining_reference_energies(job: Job, train: list[Atoms]) -> tuple[dict[int, float], str]:
+    """The E0s of a pretraining job and how they were obtained: the isolated-atom E0 file named in the job
+    (mace's guidance ranks them first; an element without an energy fails the job, naming it), else the least
+    squares of the training split's total energies on element counts."""
+    from .isolated_atoms import read_e0s
+
+    path = job.settings.get("e0s_file")
+    if path is None:
+        return least_squares_e0s(train, STUDY_ZS), "least squares of the training split's total energies on element counts"
+    if file_sha256(path) != job.inputs.get("e0s_sha256"):
+        raise JobFailed(f"E0 file {path} changed since the job was planned (hash mismatch)")
+    try:
+        e0s = read_e0s(path)
+    except ValueError as err:
+        raise JobFailed(str(err)) from err
+    return e0s, f"isolated-atom energies from {_relative(Path(path))} (spin-polarised GPAW, production settings)"
 
 
 def held_out_path(model_path: str | os.PathLike) -> Path:
@@ -568,7 +586,7 @@ def staged_data_path(out: str | os.PathLike, sha256: str) -> Path:
 
 
 def pretrain_job_for(scale: str, data: str | os.PathLike, out: str | os.PathLike | None = None,
-                     device: str = "cpu", **spec_overrides) -> Job:
+                     device: str = "cpu", e0s_file: str | os.PathLike | None = None, **spec_overrides) -> Job:
     """The executor job that (re)generates GOHomS-mini of one scale from an extxyz data file.
 
     The data are staged into a content-addressed file, so the job's key (hence resume and skip) depends on the
@@ -581,17 +599,20 @@ def pretrain_job_for(scale: str, data: str | os.PathLike, out: str | os.PathLike
     if not staged.exists():
         staged.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(data, staged)
-    return Job("mo_transfer.foundation:pretrain_job", out.stem, {"data_sha256": sha},
-               {"spec": spec.to_dict(), "device": device}, str(out))
+    inputs, settings = {"data_sha256": sha}, {"spec": spec.to_dict(), "device": device}
+    if e0s_file is not None:  # only then: the keys of models pretrained with least-squares E0s stay as they were
+        inputs["e0s_sha256"] = file_sha256(e0s_file)
+        settings["e0s_file"] = str(Path(e0s_file).resolve())
+    return Job("mo_transfer.foundation:pretrain_job", out.stem, inputs, settings, str(out))
 
 
 def pretrain(scale: str, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-             device: str = "cpu", **spec_overrides):
+             device: str = "cpu", e0s_file: str | os.PathLike | None = None, **spec_overrides):
     """Run (or resume, or skip when done) the pretraining job of one scale; returns the executor's batch summary."""
     out = Path(out) if out is not None else goh_mini_path(scale)
     if data is None:
         data = gohoms_data_file(out.parent / "runs" / "gohoms.extxyz")
-    job = pretrain_job_for(scale, data, out, device, **spec_overrides)
+    job = pretrain_job_for(scale, data, out, device, e0s_file, **spec_overrides)
     return run_jobs([job], max_attempts=1, desc=f"pretrain {out.stem}",
                     manifest=out.parent / "pretrain-manifest.json")
 
@@ -606,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--data", default=None, help="extxyz with REF_energy/REF_forces (default: the 'gohoms' DFT set)")
     t.add_argument("--out", default=None, help="model path (default data/models/goh-mini-<scale>.model)")
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    t.add_argument("--e0s-file", default=None,
+                   help="isolated-atom E0 file (data/dft/isolated_atoms/e0s.json) instead of least-squares E0s")
     r = sub.add_parser("resolve", help="print the local path of a foundation model (downloads MACE-MP-0 if needed)")
     r.add_argument("name")
     r.add_argument("--no-download", action="store_true")
@@ -619,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     overrides = {k: v for k, v in (("max_epochs", args.epochs), ("num_channels", args.channels)) if v is not None}
-    summary = pretrain(args.scale, args.data, args.out, args.device, **overrides)
+    summary = pretrain(args.scale, args.data, args.out, args.device, args.e0s_file, **overrides)
     print(summary)
     for rec in summary.records:
         print(json.dumps(rec.result, indent=1, default=str))
