@@ -210,3 +210,17 @@ def test_study_runs_and_its_cache_round_trips(study):
 def test_missing_cache_names_the_command(tmp_path):
     results, message = unseen.load_results("smoke", recompute=False, root=tmp_path)
     assert results is None and "05_unseen" in message and "RECOMPUTE=1" in message
+
+
+def test_findings_take_the_reduction_apart_and_flag_capped_runs():
+    table = [{"strategy": s, "energy_mae": v, "energy_rmse": v * 1.2}
+             for s, v in (("zero-shot", 40.0), ("DIPI", 400.0), ("DIPI, own E0", 80.0), ("refine-tuned", 60.0))]
+    res = {"table": table, "base": {"base": {"training": {"epochs": 30, "stopped_early": False}}},
+           "runs": [{"repeat": 0, "training": {"refine": {"epochs": 12, "stopped_early": True}}}],
+           "all_new": {"DIPI": {"by_element": {"Hf": {"energy_mae": 4.0}}}}}
+    text = unseen.findings_markdown(res)
+    assert "1 of 2 training runs" in text and "(30 epochs)" in text
+    assert "from 400.00 to 80.00 meV/atom (80.0 % less)" in text and "from 80.00 to 60.00 (25.0 % less)" in text
+    assert "zero-shot's (40.00 meV/atom)" in text
+    res["base"]["base"]["training"]["stopped_early"] = True
+    assert "**Convergence.**" not in unseen.findings_markdown(res)

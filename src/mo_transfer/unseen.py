@@ -633,15 +633,63 @@ def reduction(results: dict) -> tuple[float, float]:
             metrics.reduction_pct(t["DIPI"]["energy_rmse"], t["refine-tuned"]["energy_rmse"]))
 
 
+def training_runs(results: dict) -> list[dict]:
+    """Every training run of a cached result (the base fine-tunes and the refine-tunes) with its stopping record."""
+    runs = [{"name": k, **v.get("training", {})} for k, v in results.get("base", {}).items()]
+    for r in results.get("runs", []):
+        runs += [{"name": f"{k} r{r.get('repeat')}", **v} for k, v in r.get("training", {}).items()]
+    return runs
+
+
+def convergence_markdown(results: dict) -> str:
+    """Say plainly when the trained strategies come from runs that stopped at their epoch cap."""
+    runs = training_runs(results)
+    capped = [r for r in runs if not r.get("stopped_early")]
+    if not capped:
+        return ""
+    return (f"**Convergence.** {len(capped)} of {len(runs)} training runs of this result stopped at their epoch cap "
+            f"({', '.join(sorted({str(r.get('epochs')) for r in capped}))} epochs), not by early stopping: the FT-E "
+            "model that DIPI extends and every refine-tuned model are unconverged, so the numbers of DIPI, of the E0 "
+            "swap and of the trained strategies below describe those models and decide no claim. Only zero-shot "
+            "involves no training. The study moves to the evaluation engine, whose runs stop by validation patience.")
+
+
+def best_strategy(results: dict) -> tuple[str, float]:
+    """The strategy with the lowest energy MAE on the refine test sets, and that MAE (meV/atom)."""
+    row = min(results["table"], key=lambda r: r["energy_mae"])
+    return row["strategy"], float(row["energy_mae"])
+
+
 def findings_markdown(results: dict) -> str:
-    """Computed sentences: DIPI against refine-tuning, the element ranking, and what the proxy choice does."""
+    """Computed sentences: the DIPI -> refine reduction taken apart (the E0 swap alone, then training), the best
+    strategy on our data, the element ranking, and what the proxy choice does."""
     t = {r["strategy"]: r for r in results["table"]}
     mae_red, rmse_red = reduction(results)
-    parts = [f"**DIPI against refine-tuning.** The paper: refine-tuning lowers the energy MAE from "
-             f"{PAPER_DIPI_MEV_PER_ATOM[0]:.2f} to {PAPER_REFINE_MEV_PER_ATOM[0]:.2f} meV/atom "
-             f"({PAPER_REDUCTION_PCT[0]:.1f} % less) and the RMSE by {PAPER_REDUCTION_PCT[1]:.1f} %. Ours, on the same "
-             f"test sets: {t['DIPI']['energy_mae']:.2f} -> {t['refine-tuned']['energy_mae']:.2f} meV/atom "
-             f"({mae_red:.1f} % less MAE, {rmse_red:.1f} % less RMSE)."]
+    parts = [convergence_markdown(results)] if convergence_markdown(results) else []
+    parts.append(f"**DIPI against refine-tuning.** The paper: refine-tuning lowers the energy MAE from "
+                 f"{PAPER_DIPI_MEV_PER_ATOM[0]:.2f} to {PAPER_REFINE_MEV_PER_ATOM[0]:.2f} meV/atom "
+                 f"({PAPER_REDUCTION_PCT[0]:.1f} % less) and the RMSE by {PAPER_REDUCTION_PCT[1]:.1f} %. Ours, on the "
+                 f"same test sets: {t['DIPI']['energy_mae']:.2f} -> {t['refine-tuned']['energy_mae']:.2f} meV/atom "
+                 f"({mae_red:.1f} % less MAE, {rmse_red:.1f} % less RMSE).")
+    if "DIPI, own E0" in t:
+        own = t["DIPI, own E0"]["energy_mae"]
+        parts.append(
+            f"**That reduction, taken apart.** Swapping only the reference energy (each new element's own E0 instead "
+            f"of its proxy's, no training) takes DIPI from {t['DIPI']['energy_mae']:.2f} to {own:.2f} meV/atom "
+            f"({metrics.reduction_pct(t['DIPI']['energy_mae'], own):.1f} % less); refine-tuning then goes from "
+            f"{own:.2f} to {t['refine-tuned']['energy_mae']:.2f} "
+            f"({metrics.reduction_pct(own, t['refine-tuned']['energy_mae']):.1f} % less). The headline of our "
+            "reduction is therefore the E0 swap's: in our 16-atom cells one dopant's E0 error is spread over 16 atoms, "
+            "8 times more per atom than in the paper's 128-atom cells, which is why our DIPI error, and the share of "
+            f"the reduction that the E0 swap explains, are far larger than the paper's {PAPER_REDUCTION_PCT[0]:.1f} %.")
+    best, best_mae = best_strategy(results)
+    if best == "zero-shot":
+        parts.append(f"**Best on our data.** The lowest energy MAE on the refine test sets is zero-shot's "
+                     f"({best_mae:.2f} meV/atom): the untouched foundation, with no training at all, beats every "
+                     "strategy of the paper here.")
+    else:
+        parts.append(f"**Best on our data.** The lowest energy MAE on the refine test sets is {best}'s ({best_mae:.2f} "
+                     f"meV/atom); zero-shot, with no training at all, scores {t['zero-shot']['energy_mae']:.2f}.")
     by = results["all_new"]["DIPI"]["by_element"]
     order = sorted(by, key=lambda e: by[e]["energy_mae"])
     parts.append(f"**Element dependence (Figure 8).** The paper: Hf lowest (4.10), Hg highest (122.65 meV/atom). "
