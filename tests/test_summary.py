@@ -81,3 +81,17 @@ def test_missing_studies_are_named_with_their_command():
     text = summary.missing_markdown({"iid": (None, "run X"), "lodo": ({}, None)})
     assert "**iid** (03_iid): run X" in text and "lodo" not in text
     assert summary.missing_markdown({"iid": ({}, None)}) == ""
+
+
+def test_unseen_rows_flag_strategies_from_capped_runs():
+    import json
+    from pathlib import Path
+
+    res = json.loads((Path(__file__).resolve().parents[1] / "data/results/cpu/unseen.json").read_text())["result"]
+    rows = {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(res)}
+    assert rows["zero-shot"]["from converged runs"] == "no training"
+    from mo_transfer import unseen
+
+    capped = any(not r.get("stopped_early") for r in unseen.training_runs(res))
+    assert rows["refine-tuned"]["from converged runs"] == ("NO: a run stopped at its epoch cap" if capped else "yes")
+    assert rows["scratch"]["from converged runs"] == "-"  # not run: nothing to flag

@@ -124,14 +124,20 @@ def unseen_rows(unseen_results: dict | None) -> list[dict]:
     """DIPI and refine-tuning: the paper's numbers (its Figure 7) beside ours."""
     from . import unseen
 
+    runs = unseen.training_runs(unseen_results) if unseen_results else []
+    capped = any(not r.get("stopped_early") for r in runs)
     rows = []
     for r in unseen.comparison_rows(unseen_results):
         if r["E MAE paper's"] in ("-", "", None) and r["E MAE ours, test sets"] == "-":
             continue
         paper_mae, paper_rmse = r["E MAE paper's"], r["E RMSE paper's"]
+        trained = r["strategy"] != "zero-shot"
+        ran = r["E MAE ours, test sets"] != "-"
         rows.append({"quantity": f"{r['strategy']}: energy MAE / RMSE on new-element test structures",
                      "unit": "meV/atom", "paper's": f"{paper_mae} / {paper_rmse}",
-                     "ours": f"{r['E MAE ours, test sets']} / {r['E RMSE ours, test sets']}", "ours / paper": "-"})
+                     "ours": f"{r['E MAE ours, test sets']} / {r['E RMSE ours, test sets']}",
+                     "from converged runs": ("no training" if not trained else "-" if not runs or not ran
+                                             else "NO: a run stopped at its epoch cap" if capped else "yes")})
     return rows
 
 
