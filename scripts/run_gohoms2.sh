@@ -6,7 +6,7 @@
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src" OMP_NUM_THREADS=1 MO_TRANSFER_NO_PROGRESS=1
-PY=${PY:-/work/main/.venv/bin/python}
+PY=${PY:-$PWD/.venv/bin/python}
 PROBE="v2-MoNb-B2-v1.00 v2-MoNb-bcc-Mo7X-v0.97 v2-MoNb-L12-v0.96 v2-MoNb-D03-v0.96 v2-MoNb-fcc-Mo7X-v1.00 v2-bcc-Zr-v1.00 v2-MoFe-B2-v1.00"
 echo "[$(date -u +%H:%M:%S)] probe"; $PY -m mo_transfer.dft run --set gohoms2 --only $PROBE
 echo "[$(date -u +%H:%M:%S)] atoms"; $PY -m mo_transfer.dft run --set isolated_atoms
