@@ -60,7 +60,12 @@ def main() -> None:
             print(f"{name}: not finished, skipped", flush=True)
             continue
         t0 = time.time()
-        rec = backend.train(spec)
+        try:
+            rec = backend.train(spec)
+        except RuntimeError as err:  # e.g. mace 0.3.16 cannot build ScaleShiftMACE with --scaling=no_scaling
+            results.append({"run": name, "error": str(err).splitlines()[-1]})
+            print(json.dumps(results[-1]), flush=True)
+            continue
         best = min(rec.curve, key=lambda c: c["loss"])
         row = {"run": name, "epochs_run": rec.epochs_run, "best_epoch": rec.best_epoch, "converged": rec.converged,
                "seconds_per_epoch": rec.seconds_per_epoch, "wall_s": rec.wall_s, "scale": rec.output_scale,

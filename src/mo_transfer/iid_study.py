@@ -221,8 +221,9 @@ def load_protocol_choice(profile: str | Profile, root: str | Path | None = None)
                       f"`.venv/bin/python benchmarks/protocol_choice.py --out _build/protocol_choice "
                       f"--save-profile {p.name}` makes it (about 1-2 core-hours).")
     cols = ["run", "converged", "epochs_run", "best_epoch", "seconds_per_epoch", "valid_best_energy_mae_mev_per_atom",
-            "valid_best_force_mae_mev_per_ang", "scale"]
-    return pd.DataFrame(doc["runs"])[cols].round(4), None
+            "valid_best_force_mae_mev_per_ang", "scale", "error"]
+    frame = pd.DataFrame(doc["runs"]).reindex(columns=cols)
+    return frame.round(4), None
 
 
 def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: int) -> dict[str, float]:
