@@ -267,12 +267,7 @@ def prepare_split(frames: Sequence[Atoms], pool: str, variant: str, repeat: int,
                   size_match_n: int | None = None) -> tuple[splits.Split, Path]:
     """Draw (or reload) a split and write its train/valid/test extxyz files; the folder carries the pool's
     fingerprint, so new DFT data give new splits (and new runs) instead of a clash with old ones."""
-    split = draw_split(frames, pool, variant, repeat, size_match_n)
-    outdir = Path(work) / "splits" / f"{split.name}-{split.pool_sha256[:10]}"
-    split = splits.load_or_make(outdir / "split.json", frames, lambda: split)
-    if not all((outdir / f"{s}.extxyz").exists() for s in splits.SUBSETS):
-        splits.write_split_files(frames, split, outdir)
-    return split, outdir
+    return splits.prepare_split_files(frames, draw_split(frames, pool, variant, repeat, size_match_n), work)
 
 
 # ----------------------------------------------------------------------------------------------------------------

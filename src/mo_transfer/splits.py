@@ -396,6 +396,16 @@ def write_split_files(frames: Sequence[Atoms], split: Split, outdir: str | Path)
     return MaceFiles(paths["train"], paths["valid"], paths["test"])
 
 
+def prepare_split_files(frames: Sequence[Atoms], split: Split, work: str | Path) -> tuple[Split, Path]:
+    """Reload (or keep) ``split`` under ``<work>/splits/<name>-<pool fingerprint>`` and write its train/valid/test
+    files once; the fingerprint in the folder name gives new data new splits instead of a clash with old ones."""
+    folder = Path(work) / "splits" / f"{split.name}-{split.pool_sha256[:10]}"
+    split = load_or_make(folder / "split.json", frames, lambda: split)
+    if not all((folder / f"{s}.extxyz").exists() for s in SUBSETS):
+        write_split_files(frames, split, folder)
+    return split, folder
+
+
 def split_table(splits: Sequence[Split]):
     """One row per split (pandas DataFrame): name, rule, seed, counts and fractions, for the book."""
     import pandas as pd

@@ -244,11 +244,7 @@ def prepare_refine_split(data: UnseenData, repeat: int, work: Path) -> tuple[spl
     pool's fingerprint, so new DFT data give new splits and runs."""
     frames = list(data.seen) + list(data.new)
     split = refine_split(data.seen, data.new, splits.PAPER_SEED + repeat, name=f"refine_r{repeat}")
-    outdir = Path(work) / "splits" / f"{split.name}-{split.pool_sha256[:10]}"
-    split = splits.load_or_make(outdir / "split.json", frames, lambda: split)
-    if not all((outdir / f"{s}.extxyz").exists() for s in splits.SUBSETS):
-        splits.write_split_files(frames, split, outdir)
-    return split, outdir
+    return splits.prepare_split_files(frames, split, work)
 
 
 # ----------------------------------------------------------------------------------------------------------------

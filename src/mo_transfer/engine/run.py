@@ -89,10 +89,7 @@ def prepare_fold(frames: Sequence[Atoms], split: splits.Split, work: Path,
     from ..dataset import extxyz_text
     from ..jobs import atomic_write_text
 
-    folder = Path(work) / "splits" / f"{split.name}-{split.pool_sha256[:10]}"
-    split = splits.load_or_make(folder / "split.json", frames, lambda: split)
-    if not all((folder / f"{s}.extxyz").exists() for s in splits.SUBSETS):
-        splits.write_split_files(frames, split, folder)
+    split, folder = splits.prepare_split_files(frames, split, work)
     seen = set(split.train) | set(split.valid)
     for name, extra_frames in (extra or {}).items():
         leaked = [f for f in splits.frame_ids(extra_frames) if f in seen]
