@@ -196,12 +196,13 @@ def set_settings(base: dft.DFTSettings) -> dft.DFTSettings:
 
 def run_order() -> list[V2Config]:
     """Priority order of the runs: the first Mo-X round (every prototype, every partner), the elemental ground states
-    at the reference volume, the other Mo-X rounds, the short relaxations, then the remaining elemental cells."""
+    at the reference volume, the short relaxations, the other Mo-X rounds, then the remaining elemental cells. A set
+    cut short by its budget thus still holds every kind of frame the issue asks for."""
     first = [c for c in compound_configs() if c.volume_scale == compound_volume_scales(c.prototype, c.element)[0]]
     rest = [c for c in compound_configs() if c not in first]
     elemental = elemental_configs()
     n = len(structures.STUDY_ELEMENTS)
-    return first + elemental[:n] + rest + relax_configs() + elemental[n:]
+    return first + elemental[:n] + relax_configs() + rest + elemental[n:]
 
 
 def set_jobs(name: str, settings: dft.DFTSettings, root: Path) -> list[Job]:
