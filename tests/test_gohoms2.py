@@ -38,12 +38,23 @@ def test_every_partner_element_gets_displaced_mo_x_frames_with_mo_and_x_together
     for x, cells in seen.items():  # B2 at two or more volumes, bcc- and fcc-based Mo-rich cells, for every element
         assert len({v for p, v in cells if p == "B2"}) >= 2, x
         assert {"bcc-Mo7X", "D03", "L12"} <= {p for p, _ in cells}, x
-        if x not in gohoms2.MAGNETIC:  # the non-magnetic ones get every prototype, most at two or three volumes
+        if x not in gohoms2.MAGNETIC:  # the non-magnetic ones get every prototype, B2 at three volumes
             assert {p for p, _ in cells} == set(gohoms2.COMPOUND_PROTOTYPES), x
-            assert len(cells) >= 2 * len(gohoms2.COMPOUND_PROTOTYPES), x
+            assert len(cells) >= len(gohoms2.COMPOUND_PROTOTYPES) + 2, x
     # the first round of jobs (one prototype) already covers every partner element
     first = dft.set_jobs("gohoms2", root=Path("/nonexistent"))[:len(PARTNERS)]
     assert {s for j in first for s in j.inputs["structures"][0]["symbols"]} == PARTNERS | {"Mo"}
+
+
+def test_the_budget_keeps_the_priority_order_and_names_what_it_leaves_out():
+    full, kept, out = gohoms2.full_order(), gohoms2.run_order(), gohoms2.left_out()
+    assert len(kept) + len(out) == len(full) == len(gohoms2.all_configs()) and not set(kept) & set(out)
+    assert kept == [c for c in full if c in set(kept)]  # the budget filters, it never reorders
+    assert set(gohoms2.relax_configs()) <= set(kept)
+    assert all(c.prototype != "B2" for c in out)  # every B2 volume is computed
+    assert {c.element for c in kept if c.prototype in gohoms2.ELEMENTAL} == set(structures.STUDY_ELEMENTS)
+    names = [j.name for j in dft.set_jobs("gohoms2", root=Path("/nonexistent"))]
+    assert len(names) == len(kept) and not {c.config_id for c in out} & set(names)
 
 
 def test_displacements_are_seeded_and_within_the_range():

@@ -128,11 +128,32 @@ class GohMiniSpec:
         return dataclasses.asdict(self)
 
 
-def goh_mini_path(scale: str, root: Path | None = None) -> Path:
-    """Where the GOHomS-mini checkpoint of a scale lives: ``data/models/goh-mini-<scale>.model``."""
+#: GOHomS-mini generations and the DFT sets each is pretrained on: v1, the symmetric ordered cells of ``gohoms``
+#: (no Mo-X frame carries a force); v2 adds ``gohoms2``, displaced Mo-X compounds and elemental cells (issue 22).
+GOH_MINI_GENERATIONS: dict[str, tuple[str, ...]] = {"v1": ("gohoms",), "v2": ("gohoms", "gohoms2")}
+#: Pretraining reference energies of a generation by default: v1 kept its least-squares E0s; v2 uses the
+#: isolated-atom energies, which mace's guidance ranks first (``data/dft/isolated_atoms/e0s.json``).
+GOH_MINI_E0S_FILE: dict[str, Path | None] = {
+    "v1": None, "v2": REPO_ROOT / "data" / "dft" / "isolated_atoms" / "e0s.json"}
+
+
+def check_generation(generation: str) -> str:
+    if generation not in GOH_MINI_GENERATIONS:
+        raise ValueError(f"unknown GOHomS-mini generation {generation!r}; allowed: {', '.join(GOH_MINI_GENERATIONS)}")
+    return generation
+
+
+def goh_mini_name(scale: str, generation: str = "v1") -> str:
+    """Resolver name of a GOHomS-mini model: ``goh-mini-S`` (v1, its historic name) or ``goh-mini-v2-S``."""
     if scale not in GOH_MINI_SCALES:
         raise ValueError(f"unknown GOHomS-mini scale {scale!r}; allowed: {', '.join(GOH_MINI_SCALES)}")
-    return (root or MODELS_DIR) / f"goh-mini-{scale}.model"
+    check_generation(generation)
+    return f"goh-mini-{scale}" if generation == "v1" else f"goh-mini-{generation}-{scale}"
+
+
+def goh_mini_path(scale: str, root: Path | None = None, generation: str = "v1") -> Path:
+    """Where the GOHomS-mini checkpoint of a scale and generation lives: ``data/models/<name>.model``."""
+    return (root or MODELS_DIR) / f"{goh_mini_name(scale, generation)}.model"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -167,6 +188,10 @@ def canonical_name(name: str) -> str:
         return low
     if low.startswith("goh-mini-") and low[len("goh-mini-"):].upper() in GOH_MINI_SCALES:
         return f"goh-mini-{low[len('goh-mini-'):].upper()}"
+    for gen in GOH_MINI_GENERATIONS:
+        stem = f"goh-mini-{gen}-"
+        if low.startswith(stem) and low[len(stem):].upper() in GOH_MINI_SCALES:
+            return goh_mini_name(low[len(stem):].upper(), gen)
     return key
 
 
@@ -188,13 +213,25 @@ def resolve_foundation(name: str | os.PathLike, allow_download: bool = True) -> 
                 return (d / fname).resolve()
         raise FoundationNotFound(
             f"GOHomS-mini model {fname} not found in {', '.join(map(str, _search_dirs()))}. Regenerate it with "
-            f"`python -m mo_transfer.foundation pretrain --scale {key[-1]}` (needs the 'gohoms' DFT set), or copy it "
+            f"`python -m mo_transfer.foundation pretrain --scale {key[-1]}{_generation_flag(key)}` (needs the DFT sets "
+            f"{', '.join(GOH_MINI_GENERATIONS[_generation_of(key)])}), or copy it "
             f"into one of these folders (set ${MODELS_ENV} to add a folder)."
         )
     raise FoundationNotFound(
         f"unknown foundation model {str(name)!r}: not a file; allowed names: small, medium, large (MACE-MP-0), "
-        f"goh-mini-S, goh-mini-M, goh-mini-L, or a path to a .model file"
+        f"goh-mini-S, goh-mini-M, goh-mini-L (goh-mini-v2-S ... for GOHomS-mini v2), or a path to a .model file"
     )
+
+
+def _generation_of(key: str) -> str:
+    """Generation of a canonical GOHomS-mini name (``goh-mini-S`` is v1)."""
+    parts = key.split("-")
+    return parts[2] if len(parts) == 4 else "v1"
+
+
+def _generation_flag(key: str) -> str:
+    gen = _generation_of(key)
+    return "" if gen == "v1" else f" --generation {gen}"
 
 
 def _resolve_mace_mp0(key: str, allow_download: bool) -> Path:
@@ -424,15 +461,18 @@ def smoke_foundation(root: str | os.PathLike, scale: str = "S") -> Path:
     return model
 
 
-def gohoms_data_file(path: str | os.PathLike) -> Path:
-    """Write the computed 'gohoms' DFT frames (finished families and the checkpointed frames of unfinished ones:
-    each is an independent single point) to one extxyz file; raises when none are computed yet."""
+def gohoms_data_file(path: str | os.PathLike, sets: tuple[str, ...] = ("gohoms",)) -> Path:
+    """Write the computed frames of the pretraining DFT sets (finished jobs and the checkpointed frames of
+    unfinished ones: each is an independent single point) to one extxyz file; raises when a set has none yet."""
     from .dft import load_set_frames
 
-    frames = load_set_frames("gohoms", include_partial=True)
-    if not frames:
-        raise FileNotFoundError("no 'gohoms' DFT frames yet: run `python -m mo_transfer.dft run --set gohoms` "
-                                "first, or pass --data with an extxyz file labelled REF_energy / REF_forces")
+    frames: list[Atoms] = []
+    for name in sets:
+        got = load_set_frames(name, include_partial=True)
+        if not got:
+            raise FileNotFoundError(f"no {name!r} DFT frames yet: run `python -m mo_transfer.dft run --set {name}` "
+                                    "first, or pass --data with an extxyz file labelled REF_energy / REF_forces")
+        frames += got
     return write_extxyz(frames, path)
 
 
@@ -607,11 +647,18 @@ def pretrain_job_for(scale: str, data: str | os.PathLike, out: str | os.PathLike
 
 
 def pretrain(scale: str, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-             device: str = "cpu", e0s_file: str | os.PathLike | None = None, **spec_overrides):
-    """Run (or resume, or skip when done) the pretraining job of one scale; returns the executor's batch summary."""
-    out = Path(out) if out is not None else goh_mini_path(scale)
+             device: str = "cpu", e0s_file: str | os.PathLike | None = None, generation: str = "v1",
+             **spec_overrides):
+    """Run (or resume, or skip when done) the pretraining job of one scale; returns the executor's batch summary.
+    Without ``data``, ``out`` and ``e0s_file``, the generation decides them (its DFT sets, its model path, and its
+    reference energies: isolated atoms for v2, least squares for v1)."""
+    check_generation(generation)
+    out = Path(out) if out is not None else goh_mini_path(scale, generation=generation)
+    if e0s_file is None:
+        e0s_file = GOH_MINI_E0S_FILE[generation]
     if data is None:
-        data = gohoms_data_file(out.parent / "runs" / "gohoms.extxyz")
+        sets = GOH_MINI_GENERATIONS[generation]
+        data = gohoms_data_file(out.parent / "runs" / f"{'+'.join(sets)}.extxyz", sets)
     job = pretrain_job_for(scale, data, out, device, e0s_file, **spec_overrides)
     return run_jobs([job], max_attempts=1, desc=f"pretrain {out.stem}",
                     manifest=out.parent / "pretrain-manifest.json")
@@ -624,9 +671,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--scale", required=True, choices=sorted(GOH_MINI_SCALES))
     t.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the spec's)")
     t.add_argument("--channels", type=int, default=None, help="MACE channels (default 32)")
-    t.add_argument("--data", default=None, help="extxyz with REF_energy/REF_forces (default: the 'gohoms' DFT set)")
-    t.add_argument("--out", default=None, help="model path (default data/models/goh-mini-<scale>.model)")
+    t.add_argument("--data", default=None, help="extxyz with REF_energy/REF_forces (default: the generation's DFT sets)")
+    t.add_argument("--out", default=None, help="model path (default data/models/goh-mini[-v2]-<scale>.model)")
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    t.add_argument("--generation", default="v1", choices=sorted(GOH_MINI_GENERATIONS),
+                   help="v1: the 'gohoms' set, least-squares E0s; v2: 'gohoms' + 'gohoms2', isolated-atom E0s "
+                        "(default data, model path and E0s; --data, --out and --e0s-file override them)")
     t.add_argument("--e0s-file", default=None,
                    help="isolated-atom E0 file (data/dft/isolated_atoms/e0s.json) instead of least-squares E0s")
     r = sub.add_parser("resolve", help="print the local path of a foundation model (downloads MACE-MP-0 if needed)")
@@ -642,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     overrides = {k: v for k, v in (("max_epochs", args.epochs), ("num_channels", args.channels)) if v is not None}
-    summary = pretrain(args.scale, args.data, args.out, args.device, args.e0s_file, **overrides)
+    summary = pretrain(args.scale, args.data, args.out, args.device, args.e0s_file, args.generation, **overrides)
     print(summary)
     for rec in summary.records:
         print(json.dumps(rec.result, indent=1, default=str))

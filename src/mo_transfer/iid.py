@@ -178,7 +178,7 @@ def shown_scales(profile: str | Profile) -> tuple[str, ...]:
         if s in p.model_scales:
             continue
         try:
-            foundation.resolve_foundation(training.foundation_name(p.foundation, s), allow_download=False)
+            foundation.resolve_foundation(training.foundation_name(p.foundation, s, p.goh_mini_generation), allow_download=False)
         except foundation.FoundationNotFound:
             continue
         extra.append(s)

@@ -25,7 +25,7 @@ from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
 from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, SECONDS_PER_FRAME_EPOCH, e_ids,
-                           foundations_of, load_study_results, settings, study_data, work_dir)
+                           foundations_of, load_study_results, partition, restrict, settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "iid"
@@ -40,20 +40,6 @@ DEFAULT_SCALING_SCALE = "small"
 # ---------------------------------------------------------------------------------------------------------------
 # Splits: one trajectory partition, restricted to E frames, size-matched, and the paper's random split
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def partition(ne_frames: Sequence[Atoms], p: Profile) -> list[splits.Split]:
-    """K folds of whole trajectories over the FT-E_NE pool (seed 42)."""
-    return folds_mod.group_kfold_splits(ne_frames, k=p.iid_folds, seed=p.seed, name_prefix="traj")
-
-
-def restrict(split: splits.Split, keep: Sequence[str], name: str) -> splits.Split:
-    """The split limited to the frame ids ``keep`` (e.g. the E frames); the pool fingerprint becomes theirs."""
-    keep_set = set(keep)
-    parts = {k: [f for f in v if f in keep_set] for k, v in split.subsets().items()}
-    pool = sorted(keep_set)
-    return splits.Split(name, f"{split.rule}|restricted", split.seed, len(pool), splits.pool_sha256(pool),
-                        parts["train"], parts["valid"], parts["test"], {**split.params, "restricted_from": split.name})
 
 
 def size_matched(split: splits.Split, n_train: int, seed: int, name: str) -> splits.Split:

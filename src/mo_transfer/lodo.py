@@ -32,7 +32,7 @@ def foundation_path(profile: str | Profile, root: str | Path | None = None, allo
     if p.name == "smoke":
         folder = iid.default_work_dir(p, root) / "foundation"
         return foundation.smoke_foundation(folder, foundation.SCALE_TO_GOH_MINI[p.lodo_scale])
-    return foundation.resolve_foundation(training.foundation_name(p.foundation, p.lodo_scale), allow_download)
+    return foundation.resolve_foundation(training.foundation_name(p.foundation, p.lodo_scale, p.goh_mini_generation), allow_download)
 
 
 # ----------------------------------------------------------------------------------------------------------------

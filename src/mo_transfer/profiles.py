@@ -27,6 +27,8 @@ from .structures import DOPANTS
 
 #: Foundation models a profile may name.
 FOUNDATIONS: tuple[str, ...] = ("goh-mini", "mace-mp-0")
+#: GOHomS-mini generations a profile may name (their data sets: ``foundation.GOH_MINI_GENERATIONS``).
+GOH_MINI_GENERATIONS: tuple[str, ...] = ("v1", "v2")
 #: Model scales of the paper (MACE-MP-0 small / medium / large, Table 1).
 SCALES: tuple[str, ...] = ("small", "medium", "large")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
@@ -85,6 +87,9 @@ class Profile:
     tuned_lrs: tuple[float, ...] = (3e-4, 1e-3, 5e-3)
     #: Run the FT-E rows on CHGNet 0.3.0 too (a real MPtrj-pretrained foundation, weights inside the chgnet wheel).
     chgnet_rows: bool = True
+    #: GOHomS-mini generation used as the foundation when ``foundation`` is "goh-mini": "v1" (ordered cells of the
+    #: 'gohoms' set) or "v2" (plus the displaced Mo-X compounds of 'gohoms2'); see ``foundation.GOH_MINI_GENERATIONS``.
+    goh_mini_generation: str = "v1"
     # Training constants stated by the paper (Section 2.2); shared by every profile.
     lr: float = 3e-4
     weight_decay: float = 1e-6
@@ -102,6 +107,7 @@ class Profile:
         check(self.foundation, FOUNDATIONS, "foundation")
         check(self.dft_size, DFT_SIZES, "dft_size")
         check(self.lodo_scale, SCALES, "lodo_scale")
+        check(self.goh_mini_generation, GOH_MINI_GENERATIONS, "GOHomS-mini generation")
         if not self.model_scales:
             raise ValueError(f"profile {self.name!r}: model_scales is empty")
         for s in self.model_scales:

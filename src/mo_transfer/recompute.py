@@ -2,7 +2,8 @@
 
 ``python -m mo_transfer.recompute iid --profile cpu`` runs (or resumes: every training run is an executor job with
 a sidecar) the IID sweep and rewrites ``data/results/cpu/iid.json`` with its provenance; the notebook then only
-reads the cache. Studies: ``iid`` (notebook 3), ``lodo`` (notebook 4), ``unseen`` (notebook 5).
+reads the cache. Studies: ``prior`` (notebook 3's opening: the foundation generations zero-shot), ``iid`` (notebook 3), ``lodo``
+(notebook 4), ``unseen`` (notebook 5).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .profiles import profile_names
 
 #: Study name -> module whose ``load_results(profile, recompute, root)`` makes and caches it.
 STUDIES: dict[str, str] = {"iid": "mo_transfer.iid_study", "lodo": "mo_transfer.lodo_study",
-                           "unseen": "mo_transfer.unseen"}
+                           "unseen": "mo_transfer.unseen", "prior": "mo_transfer.prior_study"}
 
 
 def recompute(study: str, profile: str, root: str | None = None, workers: int = 1):

@@ -43,6 +43,20 @@ def e_ids(frames: Sequence[Atoms]) -> list[str]:
     return [splits.frame_id(a) for a in frames if a.info.get("state") == "E"]
 
 
+def partition(ne_frames: Sequence[Atoms], p: Profile) -> list[splits.Split]:
+    """K folds of whole trajectories over the FT-E_NE pool (seed 42): the partition every IID-style table shares."""
+    return folds_mod.group_kfold_splits(ne_frames, k=p.iid_folds, seed=p.seed, name_prefix="traj")
+
+
+def restrict(split: splits.Split, keep: Sequence[str], name: str) -> splits.Split:
+    """The split limited to the frame ids ``keep`` (e.g. the E frames); the pool fingerprint becomes theirs."""
+    keep_set = set(keep)
+    parts = {k: [f for f in v if f in keep_set] for k, v in split.subsets().items()}
+    pool = sorted(keep_set)
+    return splits.Split(name, f"{split.rule}|restricted", split.seed, len(pool), splits.pool_sha256(pool),
+                        parts["train"], parts["valid"], parts["test"], {**split.params, "restricted_from": split.name})
+
+
 def study_data(profile: str | Profile, root: str | Path | None = None):
     """The validated data of the study (``$MO_TRANSFER_DATA`` when set, else our GPAW data) and the FT-E_NE pool
     it partitions (its E frames are FT-E). Raises naming the source when it holds too few E frames."""
@@ -85,7 +99,7 @@ def foundations_of(profile: str | Profile, work: Path, root: str | Path | None =
     if p.name == "smoke":
         return {s: str(foundation.smoke_foundation(Path(work) / "foundation", foundation.SCALE_TO_GOH_MINI[s]))
                 for s in scales}
-    return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s), allow_download)) for s in scales}
+    return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s, p.goh_mini_generation), allow_download)) for s in scales}
 
 
 class OldCacheLayout(ValueError):

@@ -91,7 +91,7 @@ class TrainConfig:
                   "batch_size": p.batch_size, "default_dtype": p.default_dtype, "lr": p.lr,
                   "weight_decay": p.weight_decay, "ema_decay": p.ema_decay, "energy_weight": p.energy_weight,
                   "forces_weight": p.forces_weight, "seed": p.seed,
-                  "foundation": foundation_name(p.foundation, scale or p.model_scales[0])}
+                  "foundation": foundation_name(p.foundation, scale or p.model_scales[0], p.goh_mini_generation)}
         values.update(overrides)
         return cls(paradigm=paradigm, train_file=str(train_file), run_dir=str(run_dir), **values)
 
@@ -103,12 +103,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def foundation_name(foundation: str, scale: str) -> str:
-    """Resolver name of a profile's foundation at a scale: ``goh-mini`` + ``small`` -> ``goh-mini-S``."""
-    from .foundation import SCALE_TO_GOH_MINI
+def foundation_name(foundation: str, scale: str, generation: str = "v1") -> str:
+    """Resolver name of a profile's foundation at a scale: ``goh-mini`` + ``small`` -> ``goh-mini-S`` (v1) or
+    ``goh-mini-v2-S``; ``mace-mp-0`` + ``small`` -> ``small``."""
+    from .foundation import SCALE_TO_GOH_MINI, goh_mini_name
 
     if foundation == "goh-mini":
-        return f"goh-mini-{SCALE_TO_GOH_MINI[scale]}"
+        return goh_mini_name(SCALE_TO_GOH_MINI[scale], generation)
     if foundation == "mace-mp-0":
         return scale
     raise ValueError(f"unknown foundation family {foundation!r}; allowed: goh-mini, mace-mp-0")
