@@ -158,3 +158,18 @@ def test_committed_goh_mini_reproduces_its_recorded_held_out_errors(model_path):
     assert F.count_parameters(model) == doc["parameters"]
     assert list(F.model_elements(model)) == doc["elements"] and len(doc["elements"]) == len(STUDY_ELEMENTS)
     assert doc["data"]["label_sources"] == ["dft"] and doc["git_commit"]
+
+
+def test_a_v2_pretraining_that_stops_at_its_cap_fails_with_the_reason(tiny_model, tmp_path):
+    """From v2 on, a foundation must come from a run stopped by validation early stopping: a one-epoch cap cannot
+    let patience fire, so the job fails, names the reason, and leaves no model behind."""
+    from mo_transfer.jobs import run_jobs
+
+    data = tiny_model.parent / "synthetic-gohoms.extxyz"
+    out = tmp_path / "goh-mini-v2-S.model"
+    job = F.pretrain_job_for("S", data, out, require_early_stop=True, **F.SMOKE_SPEC)
+    assert job.settings["require_early_stop"] is True
+    assert "require_early_stop" not in F.pretrain_job_for("S", data, tmp_path / "v1.model", **F.SMOKE_SPEC).settings
+    summary = run_jobs([job], max_attempts=1)
+    assert summary.failed and "early stopping did not fire" in summary.records[0].error
+    assert not out.exists()

@@ -568,6 +568,10 @@ def pretrain_job(job: Job, tmp_path: Path) -> dict:
     device = job.settings.get("device", "cpu")
     args = pretrain_arguments(spec, files, e0s, work, out.stem, device, STUDY_ZS)
     run = training.run_mace_train(args, work, out.stem, spec.seed, spec.patience, work / "train.log")
+    if job.settings.get("require_early_stop") and not run.get("stopped_early"):
+        raise JobFailed(f"{out.stem}: validation early stopping did not fire within {spec.max_epochs} epochs (best "
+                        f"epoch {run.get('best_epoch')}, patience {spec.patience}); a foundation that stops at its "
+                        f"cap is not accepted: rerun with a higher --epochs")
     model_file = work / f"{out.stem}.model"
     metrics = {k: training.error_metrics(frames, training.evaluate(model_file, frames, device))
                for k, frames in (("valid", valid), ("test", test)) if frames}
@@ -626,7 +630,8 @@ def staged_data_path(out: str | os.PathLike, sha256: str) -> Path:
 
 
 def pretrain_job_for(scale: str, data: str | os.PathLike, out: str | os.PathLike | None = None,
-                     device: str = "cpu", e0s_file: str | os.PathLike | None = None, **spec_overrides) -> Job:
+                     device: str = "cpu", e0s_file: str | os.PathLike | None = None,
+                     require_early_stop: bool = False, **spec_overrides) -> Job:
     """The executor job that (re)generates GOHomS-mini of one scale from an extxyz data file.
 
     The data are staged into a content-addressed file, so the job's key (hence resume and skip) depends on the
@@ -643,6 +648,8 @@ def pretrain_job_for(scale: str, data: str | os.PathLike, out: str | os.PathLike
     if e0s_file is not None:  # only then: the keys of models pretrained with least-squares E0s stay as they were
         inputs["e0s_sha256"] = file_sha256(e0s_file)
         settings["e0s_file"] = str(Path(e0s_file).resolve())
+    if require_early_stop:  # likewise only then (v2 on): a run that ends at its epoch cap fails instead of landing
+        settings["require_early_stop"] = True
     return Job("mo_transfer.foundation:pretrain_job", out.stem, inputs, settings, str(out))
 
 
@@ -651,7 +658,8 @@ def pretrain(scale: str, data: str | os.PathLike | None = None, out: str | os.Pa
              **spec_overrides):
     """Run (or resume, or skip when done) the pretraining job of one scale; returns the executor's batch summary.
     Without ``data``, ``out`` and ``e0s_file``, the generation decides them (its DFT sets, its model path, and its
-    reference energies: isolated atoms for v2, least squares for v1)."""
+    reference energies: isolated atoms for v2, least squares for v1). From v2 on, a run that stops at its epoch
+    cap fails: only a run stopped by validation early stopping becomes a foundation."""
     check_generation(generation)
     out = Path(out) if out is not None else goh_mini_path(scale, generation=generation)
     if e0s_file is None:
@@ -659,7 +667,8 @@ def pretrain(scale: str, data: str | os.PathLike | None = None, out: str | os.Pa
     if data is None:
         sets = GOH_MINI_GENERATIONS[generation]
         data = gohoms_data_file(out.parent / "runs" / f"{'+'.join(sets)}.extxyz", sets)
-    job = pretrain_job_for(scale, data, out, device, e0s_file, **spec_overrides)
+    job = pretrain_job_for(scale, data, out, device, e0s_file, require_early_stop=generation != "v1",
+                           **spec_overrides)
     return run_jobs([job], max_attempts=1, desc=f"pretrain {out.stem}",
                     manifest=out.parent / "pretrain-manifest.json")
 
