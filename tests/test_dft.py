@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from mo_transfer import dft, structures
+from mo_transfer import dft, dft_convergence, dft_core, gohoms, structures
 from mo_transfer.jobs import Job, run_jobs
 
 gpaw = pytest.importorskip("gpaw", reason="GPAW not installed: run `make dft-deps`")
@@ -99,7 +99,7 @@ def test_killed_run_resumes_from_its_checkpoint_without_duplicates(tmp_path):
 
 
 def test_scf_failure_is_recorded_not_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(dft, "SCF_FALLBACKS", ({},))
+    monkeypatch.setattr(dft_core, "SCF_FALLBACKS", ({},))
     job = tiny_job(tmp_path, settings=dataclasses.replace(TINY, scf_maxiter=2), name="nonconv")
     summary = run_jobs([job], manifest=tmp_path / "manifest.json")
     assert summary.count("failed") == 1
@@ -133,7 +133,7 @@ def test_data_set_design():
     assert min(len(p) for p in partners.values()) >= 4  # every dopant has mixed pairs (Relaxed-LODO needs them)
     assert len(dft.set_config_ids("unseen16")) == 9 and len(dft.set_config_ids("fcc32")) == 12
     assert not set(dft.set_config_ids("extra16")) & set(ids)
-    fams = dft.gohoms_families()
+    fams = gohoms.gohoms_families()
     elements = {s for fam in fams.values() for a in fam for s in a.get_chemical_symbols()}
     assert elements == set(structures.STUDY_ELEMENTS)
     assert max(len(a) for fam in fams.values() for a in fam) <= 8
@@ -148,7 +148,7 @@ def test_real_gpaw_jobs_on_a_dask_local_cluster_equal_the_sequential_ones(tmp_pa
     """The executor's Dask backend runs real DFT single points and gets what the sequential backend gets."""
     pytest.importorskip("dask.distributed")
     settings = dataclasses.replace(TINY, kpt_density_per_ang=1.0)
-    structs = {"mo-bcc": dft._element_cell("Mo", "bcc", 15.8), "mo-nb-b2": dft._compound_cell("Nb", "B2", 17.0)}
+    structs = {"mo-bcc": gohoms._element_cell("Mo", "bcc", 15.8), "mo-nb-b2": gohoms._compound_cell("Nb", "B2", 17.0)}
     structs["mo-nb-b2"].rattle(0.03, seed=1)
 
     def batch(root):
@@ -170,7 +170,7 @@ def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
     base = dataclasses.replace(TINY, rattle_stdev_ang=0.05)
     kwargs = dict(config_id="bcc-Nb", repeats=1, candidates=((200.0, 1.0),), reference=(250.0, 1.5), base=base,
                   checkpoint=tmp_path / "conv.extxyz")
-    rows = dft.convergence_check(**kwargs)
+    rows = dft_convergence.convergence_check(**kwargs)
     assert rows[0]["reference"] and rows[0]["d_energy_mev_per_atom"] == 0.0
     assert rows[0]["d_substitution_mev"] == 0.0 and rows[0]["d_displacement_mev_per_atom"] == 0.0
     assert rows[1]["d_force_max_mev_per_ang"] > 0 and rows[1]["ecut_ev"] == 200.0 and not rows[1]["reference"]
@@ -191,14 +191,14 @@ def test_convergence_check_rows_and_resume(tmp_path, monkeypatch):
     text = (tmp_path / "conv.extxyz").read_text().replace("check_role=start", "check_role=rattled")
     (tmp_path / "conv.extxyz").write_text(text)
     monkeypatch.setattr(dft, "single_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
-    again = dft.convergence_check(**kwargs)
+    again = dft_convergence.convergence_check(**kwargs)
     for a, b in zip(again, rows):
         assert a["kpts"] == b["kpts"] and a["reference"] == b["reference"]
         for key in ("energy_per_atom_ev", "d_energy_mev_per_atom", "d_force_max_mev_per_ang", "d_substitution_mev"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-3)  # extxyz keeps about 8 digits
     # a checkpoint computed for another cell is refused, not silently reused
     with pytest.raises(ValueError, match="differs from the one asked for"):
-        dft.convergence_check(**dict(kwargs, base=dataclasses.replace(base, rattle_stdev_ang=0.1)))
+        dft_convergence.convergence_check(**dict(kwargs, base=dataclasses.replace(base, rattle_stdev_ang=0.1)))
 
 
 def test_convergence_check_ideal_start_with_relaxed_frame(tmp_path):
@@ -208,7 +208,7 @@ def test_convergence_check_ideal_start_with_relaxed_frame(tmp_path):
     start = dft.start_structure("bcc-Nb", 1, base)
     relaxed = start.copy()
     relaxed.positions[0] += (0.03, 0.0, 0.0)  # stands in for a relaxed end frame (any nearby structure will do)
-    rows = dft.convergence_check("bcc-Nb", repeats=1, candidates=((200.0, 1.0),), reference=(250.0, 1.5),
+    rows = dft_convergence.convergence_check("bcc-Nb", repeats=1, candidates=((200.0, 1.0),), reference=(250.0, 1.5),
                                  base=base, checkpoint=tmp_path / "conv.extxyz", relaxed=relaxed)
     frames = {(f.info["check_role"], f.info["ecut_ev"]): f for f in dft.read_frames(tmp_path / "conv.extxyz")}
     assert sorted({role for role, _ in frames}) == ["host", "relaxed", "start"]
@@ -221,11 +221,11 @@ def test_convergence_check_ideal_start_with_relaxed_frame(tmp_path):
     wrong = relaxed.copy()
     wrong.symbols[0] = "W"
     with pytest.raises(ValueError, match="not a relaxation of bcc-Nb"):
-        dft.convergence_check("bcc-Nb", repeats=1, candidates=(), reference=(250.0, 1.5), base=base, relaxed=wrong)
+        dft_convergence.convergence_check("bcc-Nb", repeats=1, candidates=(), reference=(250.0, 1.5), base=base, relaxed=wrong)
 
 
 def test_relaxed_frame_reads_the_equilibrium_frame(tmp_path):
-    assert dft.relaxed_frame("bcc-Nb", "bcc16", tmp_path) is None
+    assert dft_convergence.relaxed_frame("bcc-Nb", "bcc16", tmp_path) is None
     folder = tmp_path / "bcc16" / "trajectories"
     folder.mkdir(parents=True)
     frames = []
@@ -235,10 +235,10 @@ def test_relaxed_frame_reads_the_equilibrium_frame(tmp_path):
         a.arrays["REF_forces"] = np.zeros((2, 3))
         frames.append(a)
     dft.write_frames_gz(frames, folder / "bcc-Nb.extxyz.gz")
-    assert dft.relaxed_frame("bcc-Nb", "bcc16", tmp_path).info["step"] == 2
+    assert dft_convergence.relaxed_frame("bcc-Nb", "bcc16", tmp_path).info["step"] == 2
     dft.write_frames_gz(frames[:2], folder / "bcc-W.extxyz.gz")
     with pytest.raises(ValueError, match="bcc-W.extxyz.gz: no equilibrium"):
-        dft.relaxed_frame("bcc-W", "bcc16", tmp_path)
+        dft_convergence.relaxed_frame("bcc-W", "bcc16", tmp_path)
 
 
 def test_symmetry_analysis_failure_retries_without_symmetry(tmp_path, monkeypatch):
@@ -258,7 +258,7 @@ def test_symmetry_analysis_failure_retries_without_symmetry(tmp_path, monkeypatc
             calc.get_forces = boom
         return calc
 
-    monkeypatch.setattr(dft, "make_calculator", flaky)
+    monkeypatch.setattr(dft_core, "make_calculator", flaky)
     atoms = structures.build("bcc-Nb", repeats=1)
     atoms.rattle(0.05, seed=1)
     frames = dft.single_points([atoms], TINY, checkpoint=tmp_path / "cp.extxyz")
@@ -354,3 +354,24 @@ def test_convergence_verdict_judges_the_production_row():
     assert "largest force component 6.2 meV/A (within 30)" in text
     with pytest.raises(ValueError, match="production setting"):
         data_report.convergence_verdict([ref], production=(400.0, 3.0))
+
+
+@pytest.mark.parametrize("config_id", ["bcc-Nb", "fcc-Nb", "bcc-Fe"])
+def test_mesh_densities_give_the_asked_meshes_on_production_cells(config_id):
+    base = dft.set_settings(dft_convergence.production_set(config_id))
+    start = dft.start_structure(config_id, 2, base)
+    for n, d in dft_convergence.mesh_densities(start, (3, 4, 5)).items():
+        assert dataclasses.replace(base, kpt_density_per_ang=d).kpoint_grid(start) == (n, n, n)
+    with pytest.raises(ValueError, match="at least one point"):
+        dft_convergence.mesh_densities(start, (0,))
+
+
+def test_kpoint_check_compares_meshes_at_one_cutoff(tmp_path):
+    """The k-mesh check: one row per mesh at the production cutoff, the largest mesh the reference."""
+    base = dataclasses.replace(TINY, rattle_stdev_ang=0.0)
+    rows = dft_convergence.kpoint_check("bcc-Nb", (2, 1), repeats=1, base=base, checkpoint=tmp_path / "k.extxyz")
+    assert [r["kpts"] for r in rows] == ["2x2x2", "1x1x1"] and rows[0]["reference"] and not rows[1]["reference"]
+    assert {r["ecut_ev"] for r in rows} == {base.ecut_ev}
+    assert rows[0]["d_substitution_mev"] == 0.0 and rows[1]["d_substitution_mev"] != 0.0
+    merged = dft_convergence._merge_rows(tmp_path / "none.json", "bcc-Nb", rows)
+    assert merged == rows

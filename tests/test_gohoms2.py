@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ase.data import atomic_numbers
 
-from mo_transfer import dft, gohoms2, isolated_atoms, structures
+from mo_transfer import dft, dft_core, gohoms2, isolated_atoms, structures
 from mo_transfer.jobs import run_jobs
 
 PARTNERS = set(structures.DOPANTS) | set(structures.UNSEEN)
@@ -111,7 +111,7 @@ def test_a_v2_mo_x_cell_carries_forces_on_mo_and_x(tmp_path):
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("gpaw"), reason="GPAW not installed")
 @pytest.mark.parametrize("which", ["gohoms2", "isolated_atoms"])
 def test_a_job_that_does_not_converge_is_recorded_as_failed_with_its_reason(tmp_path, monkeypatch, which):
-    monkeypatch.setattr(dft, "SCF_FALLBACKS", ({},))
+    monkeypatch.setattr(dft_core, "SCF_FALLBACKS", ({},))
     monkeypatch.setattr(isolated_atoms, "ATOM_SCF_ATTEMPTS", ({"maxiter": 2}, {"maxiter": 2, "eigenstates": 1e-6}))
     tiny = dft.DFTSettings(ecut_ev=250.0, kpt_density_per_ang=1.0, scf_maxiter=2)
     job = dft.set_jobs(which, settings=tiny, root=tmp_path)[0]

@@ -427,11 +427,11 @@ def surrogate_label(atoms: Atoms) -> Atoms:
 
 
 def surrogate_gohoms_frames(per_family: int | None = None) -> list[Atoms]:
-    """The GOHomS structures (``dft.gohoms_families``) with synthetic labels.
+    """The GOHomS structures (``gohoms.gohoms_families``) with synthetic labels.
 
     ``per_family`` keeps that many structures per family, evenly spaced so that the last (rattled) one is kept.
     """
-    from .dft import gohoms_families
+    from .gohoms import gohoms_families
 
     frames = []
     for items in gohoms_families().values():

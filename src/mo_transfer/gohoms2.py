@@ -1,6 +1,6 @@
 """GOHomS v2: force-carrying ordered crystals for the offline foundation model (issue 22).
 
-GOHomS v1 (``dft.gohoms_families``) holds symmetric cells whose forces vanish and no Mo-X frame with forces. v2 adds,
+GOHomS v1 (``gohoms.gohoms_families``) holds symmetric cells whose forces vanish and no Mo-X frame with forces. v2 adds,
 for each of the 20 other study elements X, ordered Mo-X compounds (B2 MoX, L1_2 and D0_3 Mo3X, bcc- and fcc-based
 Mo7X; two or three volumes for a non-magnetic X, fewer cells for the costly spin-polarised Cr, Mn, Fe, Co, Ni) with
 every atom displaced by 0.05-0.15 A (seeded); rattled elemental cells of all 21 elements (the ground-state structure
@@ -13,7 +13,6 @@ cells with 1-2 dopants) is in it. The set computes the part of this design that 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
-from . import dft, structures
+from . import dft_core, gohoms, structures
 from .jobs import Job
 
 HOST = structures.HOST
@@ -53,7 +52,7 @@ MAGNETIC_COMPOUND_VOLUMES: dict[str, tuple[float, ...]] = {
 #: at the reference volume.
 ELEMENT_VOLUME_SCALES: tuple[float, ...] = (0.94, 1.0, 1.06)
 MAGNETIC_ELEMENT_VOLUME_SCALES: tuple[float, ...] = (0.94,)
-GROUND_STATE_HCP: frozenset[str] = dft.GROUND_STATE_HCP
+GROUND_STATE_HCP: frozenset[str] = gohoms.GROUND_STATE_HCP
 #: Ground-state structure among bcc, fcc and hcp (alpha-Mn and rhombohedral Hg are too large or odd: bcc and fcc
 #: stand in for them).
 GROUND_STATE_FCC: frozenset[str] = frozenset({"Al", "Cu", "Ag", "Au", "Ni", "Hg"})
@@ -81,7 +80,7 @@ class V2Config:
     def ideal(self) -> Atoms:
         """The undisplaced cell, sized from the elements' reference volumes (Vegard's rule)."""
         atoms = _prototype_cell(self.prototype, self.element)
-        v_ref = np.mean([dft._reference_volume_per_atom(s) for s in atoms.get_chemical_symbols()])
+        v_ref = np.mean([gohoms.reference_volume_per_atom(s) for s in atoms.get_chemical_symbols()])
         scale = (self.volume_scale * v_ref * len(atoms) / atoms.get_volume()) ** (1 / 3)
         atoms.set_cell(atoms.cell * scale, scale_atoms=True)
         syms = sorted(set(atoms.get_chemical_symbols()) - {HOST})
@@ -94,16 +93,12 @@ class V2Config:
         """The ideal cell with every atom displaced by a seeded magnitude in the range, in a random direction."""
         atoms = self.ideal()
         lo, hi = self.displacement_range_ang
-        atoms.positions += random_displacements_ang(len(atoms), lo, hi, seed_of(self.config_id))
+        atoms.positions += random_displacements_ang(len(atoms), lo, hi, structures.seed_of(self.config_id))
         atoms.info["displacement_range_ang"] = f"{lo:g}-{hi:g}"
         return atoms
 
 
 ELEMENTAL: tuple[str, ...] = ("bcc", "fcc", "hcp")
-
-
-def seed_of(text: str) -> int:
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def random_displacements_ang(n: int, low_ang: float, high_ang: float, seed: int) -> np.ndarray:
@@ -189,7 +184,7 @@ def all_configs() -> list[V2Config]:
     return compound_configs() + elemental_configs() + relax_configs()
 
 
-def set_settings(base: dft.DFTSettings) -> dft.DFTSettings:
+def set_settings(base: dft_core.DFTSettings) -> dft_core.DFTSettings:
     """The shared physics; displacements are part of each structure (``rattle_stdev_ang`` unused: 0), and the short
     relaxations stop after ``RELAX_MAX_STEPS`` ionic steps or at the bulk sets' 0.05 eV/A."""
     return dataclasses.replace(base, rattle_stdev_ang=0.0, max_steps=RELAX_MAX_STEPS)
@@ -232,7 +227,7 @@ def left_out() -> list[V2Config]:
     return [c for c in full_order() if not in_budget(c)]
 
 
-def set_jobs(name: str, settings: dft.DFTSettings, root: Path) -> list[Job]:
+def set_jobs(name: str, settings: dft_core.DFTSettings, root: Path) -> list[Job]:
     """One job per structure (each finished structure is a committed piece) in :func:`run_order`: single points,
     and a short relaxation for each relaxation start."""
     relax = set(relax_configs())
@@ -240,12 +235,12 @@ def set_jobs(name: str, settings: dft.DFTSettings, root: Path) -> list[Job]:
     for c in run_order():
         if c in relax:
             jname = f"{c.config_id}-relax"
-            jobs.append(Job("mo_transfer.gohoms2:relax_job", jname, {"set": name, "structure": dft._atoms_to_dict(c.build())},
-                            settings.to_dict(), str(dft.trajectory_path(name, jname, root))))
+            jobs.append(Job("mo_transfer.gohoms2:relax_job", jname, {"set": name, "structure": dft_core._atoms_to_dict(c.build())},
+                            settings.to_dict(), str(dft_core.trajectory_path(name, jname, root))))
         else:
             jobs.append(Job("mo_transfer.dft:single_point_job", c.config_id,
-                            {"set": name, "structures": [dft._atoms_to_dict(c.build())]},
-                            settings.to_dict(), str(dft.trajectory_path(name, c.config_id, root))))
+                            {"set": name, "structures": [dft_core._atoms_to_dict(c.build())]},
+                            settings.to_dict(), str(dft_core.trajectory_path(name, c.config_id, root))))
     return jobs
 
 
@@ -253,17 +248,17 @@ def relax_job(job: Job, tmp_path: Path) -> dict:
     """Job function: a short fixed-cell relaxation from a displaced start, every ionic step a labelled frame."""
     import time
 
-    settings = dft.DFTSettings(**job.settings)
-    atoms = dft._atoms_from_dict(job.inputs["structure"])
+    settings = dft_core.DFTSettings(**job.settings)
+    atoms = dft_core._atoms_from_dict(job.inputs["structure"])
     atoms.info.update({"traj_id": job.name, "set_name": job.inputs["set"], "dft_settings_hash": settings.settings_hash})
-    checkpoint, txt = dft._job_paths(job)
+    checkpoint, txt = dft_core._job_paths(job)
     txt.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    frames = dft.relax(atoms, settings, checkpoint, txt)
-    dft.write_frames_gz(frames, tmp_path)
+    frames = dft_core.relax(atoms, settings, checkpoint, txt)
+    dft_core.write_frames_gz(frames, tmp_path)
     checkpoint.unlink(missing_ok=True)
     return {"frames": len(frames), "converged": frames[-1].info["converged"], "wall_s": round(time.time() - t0, 1),
-            "kpts": settings.kpoint_grid(atoms), "spin": dft.is_spin_polarised(atoms, settings)}
+            "kpts": settings.kpoint_grid(atoms), "spin": dft_core.is_spin_polarised(atoms, settings)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

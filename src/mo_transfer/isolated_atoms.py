@@ -20,7 +20,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from . import dft, structures
+from . import dft_core, structures
 from .jobs import Job, JobFailed, atomic_write_text
 
 SET_NAME = "isolated_atoms"
@@ -29,17 +29,17 @@ E0_FILE_NAME = "e0s.json"
 
 @dataclass(frozen=True)
 class AtomNumerics:
-    """Numerics of an isolated-atom calculation beyond the set's :class:`dft.DFTSettings`.
+    """Numerics of an isolated-atom calculation beyond the set's :class:`dft_core.DFTSettings`.
 
     The box is orthorhombic with unequal edges so that no cubic degeneracy is imposed on the d shell; 12-13 A
     leaves more than 9 A of vacuum between periodic images. Hund's rule sets the initial orbital occupations and
-    the (fixed, integer) moment; the spin densities are mixed apart with a small step (``dft.SPIN_MIXER``).
+    the (fixed, integer) moment; the spin densities are mixed apart with a small step (``dft_core.SPIN_MIXER``).
     """
 
     box_ang: tuple[float, float, float] = (12.0, 12.5, 13.0)
     hund: bool = True
     fix_magmom: bool = True
-    mixer: tuple[float, int, float] = (dft.SPIN_MIXER["beta"], dft.SPIN_MIXER["nmaxold"], dft.SPIN_MIXER["weight"])
+    mixer: tuple[float, int, float] = (dft_core.SPIN_MIXER["beta"], dft_core.SPIN_MIXER["nmaxold"], dft_core.SPIN_MIXER["weight"])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -50,7 +50,7 @@ class AtomNumerics:
 ATOM_SCF_DENSITY = 1e-3
 
 
-def set_settings(base: dft.DFTSettings) -> dft.DFTSettings:
+def set_settings(base: dft_core.DFTSettings) -> dft_core.DFTSettings:
     """The bulk labels' settings with spin always on (an isolated atom has its Hund's-rule moment) and the atoms'
     density criterion; cutoff, functional, setups, smearing and energy criterion stay those of the bulk labels."""
     return dataclasses.replace(base, spin_policy="always", rattle_stdev_ang=0.0, scf_density=ATOM_SCF_DENSITY)
@@ -73,11 +73,11 @@ def atom_in_box(element: str, numerics: AtomNumerics) -> Atoms:
 ATOM_SCF_ATTEMPTS: tuple[dict, ...] = (
     {"maxiter": 150},
     {"eigenstates": 1e-6},
-    {"eigenstates": 1e-6, **dft.SCF_FALLBACKS[1]},
+    {"eigenstates": 1e-6, **dft_core.SCF_FALLBACKS[1]},
 )
 
 
-def make_atom_calculator(settings: dft.DFTSettings, numerics: AtomNumerics, txt: Path | None = None,
+def make_atom_calculator(settings: dft_core.DFTSettings, numerics: AtomNumerics, txt: Path | None = None,
                          attempt: int = 0):
     """GPAW for one atom: the set's cutoff, functional and smearing, Gamma point only, spin-polarised with Hund."""
     from gpaw import GPAW, PW, FermiDirac, MixerDif
@@ -98,17 +98,17 @@ def isolated_atom_job(job: Job, tmp_path: Path) -> dict:
     """Job function: the labelled frame of one isolated atom (energy, zero forces, moment) written to ``tmp_path``."""
     from gpaw import KohnShamConvergenceError
 
-    settings = dft.DFTSettings(**job.settings)
+    settings = dft_core.DFTSettings(**job.settings)
     numerics = AtomNumerics(**{k: tuple(v) if isinstance(v, list) else v for k, v in job.inputs["numerics"].items()})
     atoms = atom_in_box(job.inputs["element"], numerics)
     atoms.info.update({"traj_id": job.name, "set_name": job.inputs["set"], "dft_settings_hash": settings.settings_hash})
-    _, txt = dft._job_paths(job)
+    _, txt = dft_core._job_paths(job)
     txt.parent.mkdir(parents=True, exist_ok=True)
     t0, cpu0 = time.time(), time.process_time()
     for fallback in range(len(ATOM_SCF_ATTEMPTS)):
         atoms.calc = make_atom_calculator(settings, numerics, txt, fallback)
         try:
-            frame = dft._frame(atoms, spin=True)
+            frame = dft_core._frame(atoms, spin=True)
             break
         except KohnShamConvergenceError as err:
             if fallback + 1 == len(ATOM_SCF_ATTEMPTS):
@@ -116,7 +116,7 @@ def isolated_atom_job(job: Job, tmp_path: Path) -> dict:
     frame.info.update({"step": 0, "n_steps": 1, "converged": True, "state": "SP", "scf_fallback": fallback,
                        "wall_s": round(time.time() - t0, 2), "cpu_s": round(time.process_time() - cpu0, 2), "scf_iterations": int(atoms.calc.get_number_of_iterations()),
                        "box_ang": " ".join(f"{x:g}" for x in numerics.box_ang)})
-    dft.write_frames_gz([frame], tmp_path)
+    dft_core.write_frames_gz([frame], tmp_path)
     return {"frames": 1, "energy_ev": frame.info["REF_energy"], "magmom_mub": frame.info["magmom_total"],
             "scf_iterations": frame.info["scf_iterations"], "wall_s": frame.info["wall_s"],
             "cpu_s": frame.info["cpu_s"]}
@@ -127,12 +127,12 @@ def atom_order() -> list[str]:
     return list(structures.STUDY_ELEMENTS)
 
 
-def set_jobs(name: str, settings: dft.DFTSettings, root: Path, numerics: AtomNumerics | None = None) -> list[Job]:
+def set_jobs(name: str, settings: dft_core.DFTSettings, root: Path, numerics: AtomNumerics | None = None) -> list[Job]:
     """One job per study element."""
     numerics = numerics or AtomNumerics()
     return [Job("mo_transfer.isolated_atoms:isolated_atom_job", f"atom-{el}",
                 {"set": name, "element": el, "numerics": numerics.to_dict()}, settings.to_dict(),
-                str(dft.trajectory_path(name, f"atom-{el}", root)))
+                str(dft_core.trajectory_path(name, f"atom-{el}", root)))
             for el in atom_order()]
 
 
@@ -140,15 +140,15 @@ def set_jobs(name: str, settings: dft.DFTSettings, root: Path, numerics: AtomNum
 # The E0 file
 # ---------------------------------------------------------------------------------------------------------------
 
-def e0_file_path(root: Path = dft.DATA_ROOT) -> Path:
+def e0_file_path(root: Path = dft_core.DATA_ROOT) -> Path:
     return root / SET_NAME / E0_FILE_NAME
 
 
-def write_e0_file(root: Path = dft.DATA_ROOT, path: Path | None = None) -> dict:
+def write_e0_file(root: Path = dft_core.DATA_ROOT, path: Path | None = None) -> dict:
     """Write the E0 file from the finished atom frames: one energy per element, the elements still missing named."""
     path = path or e0_file_path(root)
     elements: dict[str, dict] = {}
-    for frame in dft.load_set_frames(SET_NAME, root):
+    for frame in dft_core.read_set_trajectories(SET_NAME, root):
         el = frame.get_chemical_symbols()[0]
         if len(frame) != 1:
             raise ValueError(f"{SET_NAME} frame {frame.info.get('traj_id')}: {len(frame)} atoms, expected one")
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mo_transfer.isolated_atoms", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("e0s", help="write the E0 file from the finished isolated-atom jobs")
-    w.add_argument("--root", default=str(dft.DATA_ROOT))
+    w.add_argument("--root", default=str(dft_core.DATA_ROOT))
     args = p.parse_args(argv)
     doc = write_e0_file(Path(args.root))
     print(json.dumps({"elements": {k: v["energy_ev"] for k, v in doc["elements"].items()}, "missing": doc["missing"]},

@@ -6,6 +6,7 @@ supercell size, so the paper's 128/108-atom cells and our reduced 16/32-atom cel
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from dataclasses import asdict, dataclass, field
@@ -392,3 +393,8 @@ def gpaw_job_spec(configs: list[Configuration], size: str = "small") -> list[dic
     """The job specification the GPAW pipeline consumes: one entry per configuration (id and cell repeats)."""
     _check(size, SIZES, "size")
     return [{"config_id": c.config_id, "repeats": SIZES[size][c.lattice], "lattice": c.lattice} for c in configs]
+
+
+def seed_of(text: str) -> int:
+    """A reproducible 32-bit seed from a text (a configuration id): the same structure always gets the same draw."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
