@@ -23,7 +23,7 @@ from ase import Atoms
 from ase.data import atomic_numbers as Z
 from ase.data import chemical_symbols
 
-from mo_transfer import data_report, data_source, study_common, unseen
+from mo_transfer import data_report, data_source, study_common, unseen_models
 from mo_transfer import foundation as F
 from mo_transfer import proxy as P
 from mo_transfer import structures as S
@@ -236,14 +236,14 @@ def _same(a: T.Predictions, b: T.Predictions) -> None:
 
 
 def test_dipi_extension_of_the_fine_tuned_model(mp0, tuned, frames, tmp_path):
-    """As unseen.compute does it: the fine-tuned model extended by the 9 unseen elements with their proxies
+    """As unseen_study.compute does it: the fine-tuned model extended by the 9 unseen elements with their proxies
     (DIPI), and again with each new element's E0 taken from the 89-element foundation (the refine start)."""
     _, record = tuned
     pm = P.ProxyMap.default()
     table = F.model_elements(F.load_model(record.model_path))
-    dipi = unseen.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, tag="dipi")
-    own_e0 = unseen.foundation_e0s_ev(mp0, S.UNSEEN)
-    start = unseen.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, own_e0, tag="dipi-own-e0")
+    dipi = unseen_models.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, tag="dipi")
+    own_e0 = unseen_models.foundation_e0s_ev(mp0, S.UNSEEN)
+    start = unseen_models.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, own_e0, tag="dipi-own-e0")
     assert set(F.model_elements(F.load_model(dipi))) == set(table) | set(S.UNSEEN)
     mo = _mo_sites(frames[4], 2)
     new = [_with(frames[4], {mo[0]: "Ag"}), _with(frames[5], {_mo_sites(frames[5], 1)[0]: "Ag"}),
