@@ -125,6 +125,8 @@ def scan_candidates(element: str, table: Sequence[str], n: int | None = None) ->
 # Row labels of the strategy table, shared by the study and its report
 # ----------------------------------------------------------------------------------------------------------------
 
+#: The two base fine-tunes (experiments of the engine result): the FT-E model DIPI extends, the full-table one.
+BASE, BASE_FULL = "FT-E base", "FT-E base, full table"
 ZERO_SHOT, ZERO_SHOT_REFIT = "zero-shot", "zero-shot, refit references"
 DIPI, E0_SWAP, FULL_TABLE = "DIPI", "E0 swap", "FT-E, full table"
 REFINE, REFINE_FULL = "refine-tuned", "refine-tuned, full table"

@@ -12,8 +12,8 @@ import pandas as pd
 
 from .engine import stats
 from .engine.records import FrameErrors
-from .unseen_models import (DIPI, E0_SWAP, OUR_CELL_ATOMS, PAPER_APPROX_MEV_PER_ATOM, PAPER_CELL_ATOMS,
-                            PAPER_DIPI_BY_ELEMENT, PAPER_DIPI_MEV_PER_ATOM, PAPER_REDUCTION_PCT,
+from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, OUR_CELL_ATOMS, PAPER_APPROX_MEV_PER_ATOM,
+                            PAPER_CELL_ATOMS, PAPER_DIPI_BY_ELEMENT, PAPER_DIPI_MEV_PER_ATOM, PAPER_REDUCTION_PCT,
                             PAPER_REFINE_MEV_PER_ATOM, REFINE, REFINE_FULL, STRATEGIES, STRATEGY_NOTES, ZERO_SHOT)
 
 #: The comparisons the page states, (a, b): "a has the lower energy MAE than b", judged on identical frames.
@@ -51,7 +51,7 @@ def trustworthy(result: dict, row: str) -> bool:
     if n and ok < n:
         return False
     base = base_converged(result)
-    needs = {"FT-E base": (DIPI, E0_SWAP, REFINE), "FT-E base, full table": ("FT-E, full table", REFINE_FULL)}
+    needs = {BASE: (DIPI, E0_SWAP, REFINE), BASE_FULL: (FULL_TABLE, REFINE_FULL)}
     return all(base.get(b, True) for b, rows in needs.items() if row in rows)
 
 

@@ -33,16 +33,15 @@ from .profiles import Profile, get_profile
 from .study_common import (EPOCHS_TO_STOP, SCALE_LETTER, SECONDS_PER_FRAME_EPOCH, foundations_of, load_study_results,
                            settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
-from .unseen_models import (DIPI, E0_SWAP, FULL_TABLE, REFINE, REFINE_FULL, SMOKE_SCAN_CANDIDATES, ZERO_SHOT,
-                            ZERO_SHOT_REFIT, dipi_and_e0_swap, element_key, elements_present, extended_model,
-                            foundation_e0s_ev, new_frames, scan_candidates)
+from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, REFINE, REFINE_FULL, SMOKE_SCAN_CANDIDATES,
+                            ZERO_SHOT, ZERO_SHOT_REFIT, dipi_and_e0_swap, element_key, elements_present,
+                            extended_model, foundation_e0s_ev, new_frames, scan_candidates)
 
 CACHE_NAME = "unseen"
 NOTEBOOK = "05_unseen"
 SCHEMA = "mo_transfer.unseen/2"
 #: Folds of the FT-E split the base models train on (fold 0 of 10: the paper's (81:9):10).
 BASE_FOLDS = 10
-BASE, BASE_FULL = "FT-E base", "FT-E base, full table"
 
 
 # ---------------------------------------------------------------------------------------------------------------
