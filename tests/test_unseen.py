@@ -256,3 +256,10 @@ def test_the_cost_estimate_grows_with_the_folds():
     more = unseen_study.estimate_core_hours(dataclasses.replace(cpu, refine_folds=9), 57, 30)
     assert more["total"] > 2 * est["total"]
     assert unseen_study.estimate_core_hours("smoke", 12, 10)["total"] < est["total"]
+
+
+def test_the_headline_never_credits_the_e0_swap_with_a_reduction_that_did_not_happen():
+    worse = _result({**MAES, "E0 swap": 700.0, "refine-tuned": 690.0})  # DIPI 400 is better than both
+    text = unseen_report.headline_markdown(worse)
+    assert "does not lower DIPI's error" in text and "accounts for" not in text
+    assert "accounts for 94 %" in unseen_report.headline_markdown(_result(MAES))  # (400 - 80) / (400 - 60)

@@ -60,7 +60,8 @@ class Profile:
     iid_repeats_ene: int
     #: Held-out elements of the LODO folds; None means all 11 dopants (the paper).
     lodo_elements: tuple[str, ...] | None
-    #: Independent splits of the refine-tuning on unseen elements (paper: 10).
+    #: Independent splits of the refine-tuning on unseen elements (paper: 10). The engine's study uses
+    #: ``refine_folds`` (folds of whole trajectories) instead; kept as the paper's count.
     refine_repeats: int
     #: Supercell size of the DFT data: "small" (16-atom BCC / 32-atom FCC, our GPAW data) or "paper" (128 / 108).
     dft_size: str
@@ -277,7 +278,7 @@ def profiles_table() -> list[dict]:
             "max_epochs": p.max_epochs,
             "IID repeats E / E_NE": f"{p.iid_repeats_e} / {p.iid_repeats_ene}",
             "LODO folds": len(p.lodo_folds),
-            "refine repeats": p.refine_repeats,
+            "refine folds": p.refine_folds,
             "DFT cells": "128/108 atoms" if p.dft_size == "paper" else "16/32 atoms",
             "max frames": "all" if p.max_frames is None else p.max_frames,
         })

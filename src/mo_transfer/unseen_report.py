@@ -257,7 +257,9 @@ def headline_markdown(result: dict) -> str:
             f"{train['to (meV/atom)']} (a reduction of {train['reduction % [95% CI]']} %; paired difference "
             f"{diff.text(1)} meV/atom, 'refine-tuned lower than the E0 swap' {verdict}); DIPI -> refine-tuned in all: "
             f"{whole['reduction % [95% CI]']} %. ")
-    if np.isfinite(share) and share > 0.5:
+    if dipi <= refine:
+        text += "Here refine-tuning does not lower DIPI's error at all. Why the E0 matters: "
+    elif np.isfinite(share) and share > 0.5:
         text += f"The E0 swap accounts for {100 * share:.0f} % of that whole reduction, so it is our headline: "
     else:
         text += "Here the E0 swap does not account for most of the whole reduction. Why the E0 matters at all: "
