@@ -23,7 +23,7 @@ from ase import Atoms
 from ase.data import atomic_numbers as Z
 from ase.data import chemical_symbols
 
-from mo_transfer import data_report, data_source, study_common, unseen
+from mo_transfer import data_report, data_source, study_common, unseen_models
 from mo_transfer import foundation as F
 from mo_transfer import proxy as P
 from mo_transfer import structures as S
@@ -236,14 +236,14 @@ def _same(a: T.Predictions, b: T.Predictions) -> None:
 
 
 def test_dipi_extension_of_the_fine_tuned_model(mp0, tuned, frames, tmp_path):
-    """As unseen.compute does it: the fine-tuned model extended by the 9 unseen elements with their proxies
+    """As unseen_study.compute does it: the fine-tuned model extended by the 9 unseen elements with their proxies
     (DIPI), and again with each new element's E0 taken from the 89-element foundation (the refine start)."""
     _, record = tuned
     pm = P.ProxyMap.default()
     table = F.model_elements(F.load_model(record.model_path))
-    dipi = unseen.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, tag="dipi")
-    own_e0 = unseen.foundation_e0s_ev(mp0, S.UNSEEN)
-    start = unseen.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, own_e0, tag="dipi-own-e0")
+    dipi = unseen_models.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, tag="dipi")
+    own_e0 = unseen_models.foundation_e0s_ev(mp0, S.UNSEEN)
+    start = unseen_models.extended_model(record.model_path, S.UNSEEN, pm, tmp_path, own_e0, tag="dipi-own-e0")
     assert set(F.model_elements(F.load_model(dipi))) == set(table) | set(S.UNSEEN)
     mo = _mo_sites(frames[4], 2)
     new = [_with(frames[4], {mo[0]: "Ag"}), _with(frames[5], {_mo_sites(frames[5], 1)[0]: "Ag"}),
@@ -301,25 +301,25 @@ def test_proxy_extension_over_the_full_foundation_table(mp0, tuned, frames, tmp_
     _same(got, T.evaluate(record.model_path, P.substitute_proxies(new, pm, table) + frames[4:]))
 
 
-def test_full_table_fine_tune_of_the_unseen_study(mp0, data, frames, tmp_path):
-    """The unseen study's "FT-E, full table" run, planned by its own helper with the gpu profile (shrunk to one CPU
-    epoch): ``--foundation_model_elements=True`` keeps all 89 elements, each with the foundation's E0, so a frame
-    with Ag predicts without any proxy."""
-    import shutil
+def test_full_table_fine_tune_of_the_unseen_study(mp0, frames, tmp_path):
+    """The unseen study's "FT-E, full table" base run, planned by its own helper with the gpu profile (shrunk to a
+    2-epoch CPU run) and trained by the engine: declaring the foundation's whole table keeps all 89 elements, each
+    element absent from the training frames with the foundation's E0, so a frame with Ag predicts without a proxy."""
+    from mo_transfer import unseen_study
+    from mo_transfer.engine.run import train_spec
 
-    folder = tmp_path / "split"
-    folder.mkdir()
-    shutil.copyfile(data["train"], folder / "train.extxyz")
-    shutil.copyfile(data["valid"], folder / "valid.extxyz")
-    run = unseen._run(get_profile("gpu"), "base-full", "ft-e-full", None, folder, tmp_path, mp0, True,
-                      {"max_epochs": 1, "patience": 1, "device": "cpu", "batch_size": 2})
-    assert run.config.extra_args == (unseen.FULL_TABLE_FLAG,) and len(run.config.elements) == 89
-    metrics = T.run_training(run.config)
-    model = F.load_model(metrics["training"]["model"])
+    gpu = dataclasses.replace(get_profile("gpu"), engine_max_epochs=2, engine_patience=1, device="cpu", batch_size=2)
+    exp = next(e for e in unseen_study.base_experiments(gpu, frames, str(mp0), tmp_path)
+               if e.name == unseen_study.BASE_FULL)
     foundation = F.load_model(mp0)
+    assert exp.elements == F.model_elements(foundation) and len(exp.elements) == 89
+    record = MaceBackend().train(train_spec(exp, exp.rows[0], exp.folds[0], tmp_path))
+    model = F.load_model(record.model_path)
     assert F.model_elements(model) == F.model_elements(foundation)
-    assert F.model_e0s(model) == pytest.approx(F.model_e0s(foundation), abs=1e-12)
+    trained_zs = {int(z) for a in frames for z in a.numbers}
+    absent = {z: e for z, e in F.model_e0s(foundation).items() if z not in trained_zs}
+    assert Z["Ag"] in absent and {z: F.model_e0s(model)[z] for z in absent} == pytest.approx(absent, abs=1e-12)
     assert [float(model.scale_shift.scale.reshape(-1)[0]), float(model.scale_shift.shift.reshape(-1)[0])] \
         == pytest.approx([SCALE, SHIFT], abs=1e-12)
-    pred = T.evaluate(metrics["training"]["model"], [_with(frames[4], {_mo_sites(frames[4], 1)[0]: "Ag"})])
+    pred = T.evaluate(record.model_path, [_with(frames[4], {_mo_sites(frames[4], 1)[0]: "Ag"})])
     assert np.all(np.isfinite(pred.energies_ev)) and np.all(np.isfinite(pred.forces_ev_per_ang[0]))

@@ -102,9 +102,9 @@ def test_zero_shot_errors_and_table1_bars():
 
 
 def test_every_unseen_strategy_has_its_own_parity_colour():
-    from mo_transfer import unseen
+    from mo_transfer import unseen_models
 
-    colours = [plots.PARADIGM_COLORS.get(s, plots.STRATEGY_COLORS.get(s)) for s in unseen.STRATEGIES]
+    colours = [plots.PARADIGM_COLORS.get(s, plots.STRATEGY_COLORS.get(s)) for s in unseen_models.STRATEGIES]
     assert None not in colours and len(set(colours)) == len(colours)
 
 

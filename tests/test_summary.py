@@ -84,14 +84,23 @@ def test_missing_studies_are_named_with_their_command():
 
 
 def test_unseen_rows_flag_strategies_from_capped_runs():
-    import json
-    from pathlib import Path
+    from mo_transfer.engine.records import FrameErrors
 
-    res = json.loads((Path(__file__).resolve().parents[1] / "data/results/cpu/unseen.json").read_text())["result"]
-    rows = {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(res)}
+    ids = [f"t{i}:0" for i in range(4)]
+
+    def errs(v):
+        return [FrameErrors(ids, ids, [16] * 4, [v, v + 1, v - 1, v], [16.0] * 4, [16.0] * 4).to_dict()]
+
+    def result(converged):
+        return {"strategies": {"errors": {r: errs(v) for r, v in (("zero-shot", 40.0), ("DIPI", 400.0),
+                                                                   ("E0 swap", 80.0), ("refine-tuned", 60.0))},
+                               "cells": [{"row": "refine-tuned", "fold": "f0", "training": {"converged": converged}}]},
+                "base": {"FT-E base": {"cells": [{"training": {"converged": True}}]}}}
+
+    rows = {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(result(False))}
     assert rows["zero-shot"]["from converged runs"] == "no training"
-    from mo_transfer import unseen
-
-    capped = any(not r.get("stopped_early") for r in unseen.training_runs(res))
-    assert rows["refine-tuned"]["from converged runs"] == ("NO: a run stopped at its epoch cap" if capped else "yes")
-    assert rows["scratch"]["from converged runs"] == "-"  # not run: nothing to flag
+    assert rows["DIPI"]["from converged runs"] == "yes" and rows["DIPI"]["ours [95% CI]"].startswith("400.0")
+    assert rows["refine-tuned"]["from converged runs"] == "NO: a run hit its epoch cap"
+    assert {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(result(True))}["refine-tuned"][
+        "from converged runs"] == "yes"
+    assert all(r["ours [95% CI]"] == "-" for r in summary.unseen_rows(None))

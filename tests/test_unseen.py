@@ -1,24 +1,29 @@
-"""The unseen-element study (Section 3.3): the refine split, the data fallback and its errors, the refine-tuning
-arguments, aggregation against a hand computation, and one tiny real study through the executor and the cache."""
+"""The unseen-element study on the engine: the E0 swap is DIPI with only the E0 changed, the refine folds hold out
+whole trajectories and test every new-element frame once, strategies compare only on identical frames (and an
+unconverged run feeds no verdict), an old-layout cache is refused, and the cost estimate scales with K."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import types
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from ase.data import atomic_numbers as Z
 
-from mo_transfer import cache, iid, proxy, splits, structures, training, unseen
+from mo_transfer import cache, proxy, splits, structures, training, unseen_models, unseen_report, unseen_study
+from mo_transfer.engine.folds import traj_group
+from mo_transfer.engine.mace_backend import MaceBackend
+from mo_transfer.engine.records import FrameErrors
+from mo_transfer.profiles import get_profile
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tiny_mace(elements):
-    """A float64 ScaleShiftMACE over ``elements`` (MACE-MP-0's blocks, 4 channels): a stand-in foundation."""
+def _tiny_mace(elements, e0_low: float, e0_high: float):
+    """A float64 ScaleShiftMACE over ``elements`` (MACE-MP-0's blocks, 4 channels), E0s spread over a range."""
     import mace  # noqa: F401
     import torch
     from e3nn import o3
@@ -28,199 +33,233 @@ def _tiny_mace(elements):
     zs = sorted(Z[el] for el in elements)
     block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     with torch_tools.default_dtype(torch.float64):
+        torch.manual_seed(0)
         return modules.ScaleShiftMACE(
             r_max=4.5, num_bessel=4, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
             interaction_cls_first=block, num_interactions=2, num_elements=len(zs), hidden_irreps=o3.Irreps("4x0e"),
-            MLP_irreps=o3.Irreps("4x0e"), atomic_energies=-np.linspace(2.0, 9.0, len(zs)), avg_num_neighbors=8.0,
-            atomic_numbers=zs, correlation=2, gate=torch.nn.functional.silu, radial_MLP=[8, 8],
+            MLP_irreps=o3.Irreps("4x0e"), atomic_energies=-np.linspace(e0_low, e0_high, len(zs)),
+            avg_num_neighbors=8.0, atomic_numbers=zs, correlation=2, gate=torch.nn.functional.silu, radial_MLP=[8, 8],
             atomic_inter_scale=1.0, atomic_inter_shift=0.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_foundation(tmp_path_factory):
-    """A saved untrained model over all 21 study elements (it knows the unseen ones, like the foundation)."""
+# ----------------------------------------------------------------------------------------------------------------
+# The E0 swap is DIPI with only the E0 changed
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_the_e0_swap_is_dipi_with_only_the_reference_energies_changed(tmp_path):
     import torch
 
-    path = tmp_path_factory.mktemp("unseen-foundation") / "foundation.model"
-    torch.save(_tiny_mace(structures.STUDY_ELEMENTS), path)
-    return path
+    base, found = tmp_path / "ft-e.model", tmp_path / "foundation.model"
+    torch.save(_tiny_mace(training.TRAIN_ELEMENTS, 2.0, 9.0), base)  # the 'FT-E' model: Mo + the 11 dopants
+    torch.save(_tiny_mace(structures.STUDY_ELEMENTS, 1.0, 7.0), found)  # knows the unseen elements too
+    elements, pm = ["Ag", "Hf"], proxy.ProxyMap.default()
+    dipi, swap = unseen_models.dipi_and_e0_swap(base, found, elements, pm, tmp_path)
+    a, b = torch.load(dipi, weights_only=False).state_dict(), torch.load(swap, weights_only=False).state_dict()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert differ == ["atomic_energies_fn.atomic_energies"]  # same parameters: only the E0s differ
+    frames = []
+    for k, (cid, extra) in enumerate((("bcc-Ag", {}), ("bcc-Hf", {}), ("bcc-Hf", {3: "Ag"}))):
+        atoms = structures.build(cid, size="small")
+        symbols = atoms.get_chemical_symbols()
+        for i, el in extra.items():
+            symbols[i] = el
+        atoms.set_chemical_symbols(symbols)
+        atoms.rattle(0.05, seed=k)
+        frames.append(atoms)
+    pd_, ps = MaceBackend().predict(str(dipi), frames), MaceBackend().predict(str(swap), frames)
+    own = unseen_models.foundation_e0s_ev(found, elements)
+    prox = unseen_models.foundation_e0s_ev(base, [pm.proxy_of(el) for el in elements])
+    delta = {el: own[el] - prox[pm.proxy_of(el)] for el in elements}
+    expected = np.array([sum(delta[s] for s in f.get_chemical_symbols() if s in delta) for f in frames])
+    assert np.all(np.abs(expected) > 0.1)  # the two models really differ in E0: the check below can fail
+    np.testing.assert_allclose(ps.energies_ev - pd_.energies_ev, expected, rtol=0, atol=1e-9)
+    for fa, fb in zip(pd_.forces_ev_per_ang, ps.forces_ev_per_ang):
+        np.testing.assert_allclose(fa, fb, rtol=0, atol=1e-12)  # identical up to float summation order
 
 
-@pytest.fixture(scope="module")
-def data():
-    seen = iid.synthetic_pools(("bcc-Mo", "bcc-Nb", "bcc-W", "bcc-Ta", "bcc-Zr", "bcc-Ti"))["FT-E"]
-    return unseen.UnseenData(seen, unseen.synthetic_new_frames(("Hf", "Ag")), "synthetic", "test",
-                             {"FT-E": 0, "new": 0})
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Split and data
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def test_refine_split_tests_only_new_frames_and_trains_every_new_element(data):
-    for seed in (42, 43, 44):
-        s = unseen.refine_split(data.seen, data.new, seed)
-        by_id = dict(zip(splits.frame_ids(data.seen + data.new), data.seen + data.new))
-        assert s.test and all(unseen.new_elements_of(by_id[i]) for i in s.test)
-        train_elements = {el for i in s.train for el in unseen.new_elements_of(by_id[i])}
-        assert train_elements == set(data.elements) == {"Hf", "Ag"}
-        assert set(s.train) | set(s.valid) | set(s.test) == set(by_id)  # the whole pool, once (check_disjoint)
-        assert len(s.test) == min(splits._n_of(len(by_id), 0.1), len(data.new) - len(data.elements))
-    again = unseen.refine_split(data.seen, data.new, 42)
-    assert again.to_dict() == unseen.refine_split(data.seen, data.new, 42).to_dict()
-    assert unseen.refine_split(data.seen, data.new, 43).test != again.test or len(data.new) <= 2
-
-
-def test_refine_split_refuses_when_no_new_frame_can_be_tested(data):
-    singles = [next(f for f in data.new if unseen.element_key(f) == el) for el in ("Hf", "Ag")]
-    with pytest.raises(splits.SplitError, match="single frame"):
-        unseen.refine_split(data.seen, singles, 42)
-
-
-def test_smoke_falls_back_to_synthetic_frames(tmp_path):
-    d = unseen.unseen_data("smoke", tmp_path)  # no data/dft under tmp_path
-    assert d.source == "synthetic" and "SYNTHETIC" in d.note
-    assert d.elements == list(unseen.SMOKE_NEW_ELEMENTS)
-    assert all(f.info["label_source"] == "synthetic-lj" for f in d.seen + d.new)
-
-
-def test_other_profiles_require_dft_frames_and_name_the_command(tmp_path, monkeypatch, data):
-    sweep = iid.SweepData({"FT-E": data.seen, "FT-E_NE": data.seen}, "dft", "test", {"FT-E": 12, "FT-E_NE": 12})
-    monkeypatch.setattr(iid, "sweep_data", lambda *a, **k: sweep)
-    ours = types.SimpleNamespace(label="our GPAW data (data/dft)", source=types.SimpleNamespace(synthetic_allowed=True))
-    monkeypatch.setattr(unseen, "real_new_frames", lambda root: (data.new[:2], ours))
-    with pytest.raises(iid.InsufficientData, match=r"python -m mo_transfer\.dft run --set unseen16"):
-        unseen.unseen_data("cpu", tmp_path)
-    monkeypatch.setattr(unseen, "real_new_frames", lambda root: (data.new, ours))
-    d = unseen.unseen_data("cpu", tmp_path)
-    assert d.source == "dft" and len(d.new) == len(data.new) and d.note == ours.label
-
-
-def test_a_readers_data_is_named_and_never_swapped_for_synthetic_frames(tmp_path, monkeypatch, data):
-    sweep = iid.SweepData({"FT-E": data.seen, "FT-E_NE": data.seen}, "dft", "test", {"FT-E": 12, "FT-E_NE": 12})
-    monkeypatch.setattr(iid, "sweep_data", lambda *a, **k: sweep)
-    theirs = types.SimpleNamespace(label="your VASP runs in /x (MO_TRANSFER_DATA)",
-                                   source=types.SimpleNamespace(synthetic_allowed=False),
-                                   insufficient=lambda what, pool, n: f"{what} needs {n} {pool} frames of /x")
-    monkeypatch.setattr(unseen, "real_new_frames", lambda root: (data.new[:1], theirs))
-    for profile in ("smoke", "cpu"):
-        with pytest.raises(iid.InsufficientData, match="unseen-element study needs 4 unseen frames of /x"):
-            unseen.unseen_data(profile, tmp_path)
-
-
-def test_a_new_element_without_proxy_fails_before_any_training(data, tmp_path):
-    no_hf = proxy.ProxyMap({k: v for k, v in proxy.DEFAULT_PROXIES.items() if k != "Hf"})
-    with pytest.raises(proxy.ProxyError, match="Hf has no proxy"):
-        unseen.compute("smoke", tmp_path, data=data, foundation_model=tmp_path / "none.model", work=tmp_path,
-                       proxy_map=no_hf)
-    foreign = proxy.ProxyMap.default({"Hf": "Pd"})  # Pd is not in the FT-E model's table
-    with pytest.raises(proxy.ProxyError, match="Pd of Hf is not in the model's element table"):
-        unseen.compute("smoke", tmp_path, data=data, foundation_model=tmp_path / "none.model", work=tmp_path,
-                       proxy_map=foreign)
-    assert not (tmp_path / "runs").exists()
+def test_untrained_models_enter_the_engine_as_zero_shot_rows(tmp_path):
+    model = tmp_path / "dipi.model"
+    model.write_bytes(b"not read here")
+    assert MaceBackend().foundation_model(str(model)) == str(model.resolve())
+    rows = {r.label: r for r in unseen_study.strategy_rows(get_profile("smoke"), "f.model", str(model), "swap.model",
+                                                          "full.model")}
+    assert list(rows) == list(unseen_models.STRATEGIES)
+    assert rows["DIPI"].paradigm == "zero-shot" and rows["DIPI"].foundation == str(model)
+    assert rows["refine-tuned"].paradigm == "fine-tune" and rows["refine-tuned"].foundation == "swap.model"
+    assert rows["refine-tuned, full table"].foundation == "full.model"
+    assert rows["zero-shot, refit references"].refit_references and not rows["zero-shot"].refit_references
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Plans
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def test_refine_tuning_starts_from_the_extended_model(data, tiny_foundation, tmp_path):
-    import torch
-
-    base = tmp_path / "base.model"
-    torch.save(_tiny_mace(training.TRAIN_ELEMENTS), base)  # an 'FT-E' model: Mo + the 11 dopants only
-    start = unseen.extended_model(base, data.elements, proxy.ProxyMap.default(), tmp_path,
-                                  unseen.foundation_e0s_ev(tiny_foundation, data.elements), tag="start")
-    assert start == unseen.extended_model(base, data.elements, proxy.ProxyMap.default(), tmp_path,
-                                          unseen.foundation_e0s_ev(tiny_foundation, data.elements), tag="start")
-    runs = unseen.plan_refine("smoke", data, start, tiny_foundation, tmp_path, repeats=2)
-    assert [(r.kind, r.repeat) for r in runs] == [("refine", 0), ("refine-full", 0), ("refine", 1),
-                                                  ("refine-full", 1)]
-    refine = runs[0]
-    args = training.build_arguments(refine.config)
-    assert f"--foundation_model={start.resolve()}" in args or f"--foundation_model={start}" in args
-    zs = json.loads(next(a for a in args if a.startswith("--atomic_numbers=")).split("=", 1)[1])
-    assert zs == sorted(Z[el] for el in training.TRAIN_ELEMENTS + ("Hf", "Ag"))
-    e0s = next(a for a in args if a.startswith("--E0s="))
-    own = unseen.foundation_e0s_ev(tiny_foundation, ["Hf"])["Hf"]
-    assert f"{Z['Hf']}: {own!r}" in e0s  # the new element's own E0, not its proxy's
-    full = training.build_arguments(runs[1].config)
-    assert full[-1] == unseen.FULL_TABLE_FLAG and len(runs[1].config.elements) == 21
-    test = training.read_frames(refine.test_file)
-    assert test and all(unseen.new_elements_of(f) for f in test)
-    assert runs[0].split_dir == runs[1].split_dir and runs[0].split_dir != runs[2].split_dir
-
-
-def test_aggregate_against_a_hand_computation():
-    def rec(k, dipi, refine):
-        m = lambda e: {"energy_mae": e, "energy_rmse": 2 * e, "force_mae": 1.0, "force_rmse": 3.0,  # noqa: E731
-                       "n_structures": 2, "n_atoms": 32}
-        return {"repeat": k, "test": {"DIPI": m(dipi), "refine-tuned": m(refine)}}
-
-    rows = {r["strategy"]: r for r in unseen.aggregate([rec(0, 60.0, 10.0), rec(1, 80.0, 20.0), rec(2, 70.0, 30.0)])}
-    assert list(rows) == ["DIPI", "refine-tuned"]
-    assert rows["DIPI"]["energy_mae"] == pytest.approx(70.0) and rows["DIPI"]["energy_mae_std"] == pytest.approx(10.0)
-    assert rows["refine-tuned"]["energy_rmse"] == pytest.approx(40.0)
-    assert rows["refine-tuned"]["energy_rmse_std"] == pytest.approx(20.0) and rows["DIPI"]["n_repeats"] == 3
-    results = {"table": list(rows.values())}
-    assert unseen.reduction(results) == pytest.approx((100 * (70 - 20) / 70, 100 * (140 - 40) / 140))
-    by = unseen.by_element(["Hf", "Ag", "Hf"], [1.0, -4.0, -3.0])
-    assert by["Hf"] == {"energy_mae": 2.0, "energy_rmse": pytest.approx(np.sqrt(5.0)), "n": 2}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# One tiny real study
+# Refine folds: whole trajectories, disjoint, every new-element frame once
 # ----------------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def study(tiny_foundation, data, tmp_path_factory):
-    """One refine repeat, 1 epoch, no full-table strategies, no proxy scan: two real fine-tunings."""
-    root = tmp_path_factory.mktemp("unseen-root")
-    kwargs = dict(data=data, foundation_model=tiny_foundation, work=root / "work", repeats=1, extras=False,
-                  scan=False, max_epochs=1)
-    results, message = unseen.load_results("smoke", recompute=True, root=root, **kwargs)
-    return {"root": root, "results": results, "message": message}
+def pools():
+    from mo_transfer import data_report
+
+    built, _, _ = data_report.build_pools(ROOT / "data" / "dft")
+    seen = [a for a in built["FT-E_NE"] if a.info["state"] == "E"]
+    return seen, built["unseen"]
 
 
-def test_study_runs_and_its_cache_round_trips(study):
-    r = study["results"]
-    assert study["message"] is None
-    assert sorted(r["base"]["base"]["table"], key=Z.get) == sorted(training.TRAIN_ELEMENTS, key=Z.get)
-    assert [t["strategy"] for t in r["table"]] == ["zero-shot", "DIPI", "DIPI, own E0", "refine-tuned"]
-    run = r["runs"][0]
-    assert run["n_test"] > 0 and run["n_train"] > run["n_test"]
-    assert set(run["test_elements"]) <= {"Hf", "Ag"}
-    # forces do not depend on E0: DIPI and DIPI with own E0 differ in energy only
-    a, b = r["all_new"]["DIPI"]["metrics"], r["all_new"]["DIPI, own E0"]["metrics"]
-    assert a["force_mae"] == pytest.approx(b["force_mae"], rel=1e-9) and a["energy_mae"] != b["energy_mae"]
-    assert set(r["all_new"]["DIPI"]["by_element"]) == {"Hf", "Ag"}
-    assert cache.load(unseen.CACHE_NAME, "smoke", study["root"]) == r
-    again, message = unseen.load_results("smoke", recompute=False, root=study["root"])
-    assert again == r and message is None
-    rows = unseen.comparison_rows(r)
-    assert [x["strategy"] for x in rows][:3] == ["zero-shot", "scratch", "DIPI"]
-    assert pd.DataFrame(unseen.element_rows(r))["element"].tolist() == ["Ag", "Hf"]
-    assert len(unseen.parity_panels(r)) == 3 and "synthetic" in unseen.context_markdown(r).lower()
-    assert "DIPI against refine-tuning" in unseen.findings_markdown(r)
+def _second_trajectory(frames):
+    """Copies of ``frames`` as another relaxation of the same elements (new trajectory and frame ids)."""
+    out = []
+    for a in frames:
+        b = a.copy()
+        b.info.update(traj_id=f"{a.info['traj_id']}-b", source_file=f"{a.info['source_file']}-b")
+        out.append(b)
+    return out
 
 
-def test_missing_cache_names_the_command(tmp_path):
-    results, message = unseen.load_results("smoke", recompute=False, root=tmp_path)
-    assert results is None and "05_unseen" in message and "RECOMPUTE=1" in message
+def _check_partition(seen, new, folds):
+    new_ids, seen_ids = splits.frame_ids(new), set(splits.frame_ids(seen))
+    traj_of = {f: traj_group(a) for f, a in zip(new_ids, new)}
+    tested = [f for s in folds for f in s.test]
+    assert sorted(tested) == sorted(new_ids)  # disjoint test folds covering every new-element frame once
+    for s in folds:
+        splits.check_disjoint(s)
+        assert not set(s.test) & seen_ids  # FT-E frames always train or validate
+        assert seen_ids <= set(s.train) | set(s.valid)
+        held = {traj_of[f] for f in s.test}
+        assert not held & {traj_of[f] for f in s.train + s.valid if f in traj_of}  # whole trajectories held out
+        assert sorted(held) == s.params["test_trajectories"]
 
 
-def test_findings_take_the_reduction_apart_and_flag_capped_runs():
-    table = [{"strategy": s, "energy_mae": v, "energy_rmse": v * 1.2}
-             for s, v in (("zero-shot", 40.0), ("DIPI", 400.0), ("DIPI, own E0", 80.0), ("refine-tuned", 60.0))]
-    res = {"table": table, "base": {"base": {"training": {"epochs": 30, "stopped_early": False}}},
-           "runs": [{"repeat": 0, "training": {"refine": {"epochs": 12, "stopped_early": True}}}],
-           "all_new": {"DIPI": {"by_element": {"Hf": {"energy_mae": 4.0}}}}}
-    text = unseen.findings_markdown(res)
-    assert "1 of 2 training runs" in text and "(30 epochs)" in text
-    assert "from 400.00 to 80.00 meV/atom (80.0 % less)" in text and "from 80.00 to 60.00 (25.0 % less)" in text
-    assert "zero-shot's (40.00 meV/atom)" in text
-    res["base"]["base"]["training"]["stopped_early"] = True
-    assert "**Convergence.**" not in unseen.findings_markdown(res)
+def test_refine_folds_hold_out_whole_trajectories_of_the_committed_data(pools):
+    seen, new = pools
+    assert len({traj_group(a) for a in new}) >= 3
+    for k in (2, 3, len({traj_group(a) for a in new})):
+        folds = unseen_study.refine_splits(seen, new, k)
+        _check_partition(seen, new, folds)
+        for s in folds:  # one relaxation per element: the held-out elements are named, not hidden
+            tested = {unseen_models.element_key(a) for a in new if splits.frame_id(a) in set(s.test)}
+            assert s.params["untrained_elements"] == sorted(tested)
+    again = unseen_study.refine_splits(seen, new, 3)[1].to_dict()
+    assert again == unseen_study.refine_splits(list(reversed(seen)), list(reversed(new)), 3)[1].to_dict()
+    with pytest.raises(splits.SplitError, match="k <= "):
+        unseen_study.refine_splits(seen, new, len({traj_group(a) for a in new}) + 1)
+
+
+def test_every_element_keeps_a_trajectory_in_training_where_it_has_two(pools):
+    seen, new = pools
+    two = new + _second_trajectory(new)
+    for k in (2, 3, 5):
+        folds = unseen_study.refine_splits(seen, two, k)
+        _check_partition(seen, two, folds)
+        by_id = dict(zip(splits.frame_ids(two), two))
+        for s in folds:
+            assert s.params["untrained_elements"] == []
+            trained = {unseen_models.element_key(by_id[f]) for f in s.train if f in by_id}
+            assert trained == set(unseen_models.elements_present(two))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The report: identical frames, unconverged runs, headline
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _errs(ids, values, groups=None):
+    return FrameErrors(ids, groups or ids, [16] * len(ids), values, [160.0] * len(ids), [1600.0] * len(ids)).to_dict()
+
+
+def _result(maes: dict[str, float], converged: bool = True) -> dict:
+    """A cached result in the engine's layout: six structures of two elements, one value per strategy."""
+    ids = [f"t{i}:0" for i in range(6)]
+    groups = [f"t{i}" for i in range(6)]
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.5, 6)
+    cells = [{"row": r, "fold": "f0", "training": {"converged": converged}}
+             for r in (unseen_models.REFINE, unseen_models.REFINE_FULL)]
+    return {
+        "elements": ["Ag", "Hf"], "proxies": {"Ag": "Mo", "Hf": "Zr"}, "scale": "S",
+        "element_of_frame": {f: ("Ag" if i < 3 else "Hf") for i, f in enumerate(ids)},
+        "e0_ev": {"Ag": {"proxy": -10.0, "own": -2.0}, "Hf": {"proxy": -8.0, "own": -9.0}},
+        "foundation": {"file": "f.model"},
+        "data": {"new": 6, "FT-E": 10, "trajectories_by_element": {"Ag": 3, "Hf": 3}},
+        "refine_folds": [{"name": "f0", "counts": {"train": 10, "valid": 1, "test": 6},
+                          "test_trajectories": groups, "untrained_elements": []}],
+        "base": {"FT-E base": {"cells": [{"training": {"converged": True}}]},
+                 "FT-E base, full table": {"cells": [{"training": {"converged": True}}]}},
+        "strategies": {"errors": {r: [_errs(ids, list(v + noise), groups)] for r, v in maes.items()},
+                       "cells": cells, "baselines": {"zero force + composition-linear": [_errs(ids, [500.0] * 6)]}},
+    }
+
+
+MAES = {"zero-shot": 40.0, "zero-shot, refit references": 45.0, "DIPI": 400.0, "E0 swap": 80.0,
+        "FT-E, full table": 90.0, "refine-tuned": 60.0, "refine-tuned, full table": 61.0}
+
+
+def test_strategies_compare_only_on_identical_frames():
+    res = _result(MAES)
+    diff, verdict = unseen_report.paired(res, "E0 swap", "DIPI")
+    assert diff.estimate == pytest.approx(-320.0, abs=1e-9) and verdict == "holds"
+    res["strategies"]["errors"]["DIPI"] = [_errs([f"t{i}:0" for i in range(5)], [400.0] * 5)]
+    with pytest.raises(ValueError, match="identical frames"):
+        unseen_report.paired(res, "E0 swap", "DIPI")
+
+
+def test_an_unconverged_run_feeds_no_verdict():
+    ok = unseen_report.paired_table(_result(MAES)).set_index("claim")
+    assert ok.loc["refine-tuned lower than E0 swap", "verdict"] == "holds"
+    capped = _result(MAES, converged=False)
+    table = unseen_report.paired_table(capped).set_index("claim")
+    assert table.loc["refine-tuned lower than E0 swap", "verdict"] == "not resolved"
+    assert "unconverged: refine-tuned" in table.loc["refine-tuned lower than E0 swap", "note"]
+    assert table.loc["E0 swap lower than DIPI", "verdict"] == "holds"  # untrained rows on converged bases still judge
+    assert "**Convergence.**" in unseen_report.findings_markdown(capped)
+    assert "**Convergence.**" not in unseen_report.findings_markdown(_result(MAES))
+    capped["base"]["FT-E base"]["cells"][0]["training"]["converged"] = False
+    assert unseen_report.paired(capped, "E0 swap", "DIPI")[1] == "not resolved"  # DIPI extends that base model
+
+
+def test_the_headline_is_the_e0_swap_and_zero_shot_can_be_best():
+    res = _result(MAES)
+    red = unseen_report.reduction_table(res).set_index("step")
+    assert red.loc["the E0 swap alone (no training)", "from (meV/atom)"] == pytest.approx(400.0, abs=0.1)
+    assert red.iloc[0]["reduction % [95% CI]"].startswith("80.0")  # 400 -> 80
+    assert red.iloc[1]["reduction % [95% CI]"].startswith("25.0")  # 80 -> 60
+    text = unseen_report.findings_markdown(res)
+    assert "73.3 %" in text and "16 atoms" in text and "128" in text
+    assert "zero-shot's (40.0 meV/atom)" in text
+    best, verdicts = unseen_report.best_strategy(res)
+    assert best == "zero-shot" and verdicts["refine-tuned"] == "holds"
+    shift = unseen_report.e0_shift_mev_per_atom(res, 16)
+    assert shift == pytest.approx({"Ag": 500.0, "Hf": 62.5})
+    table = unseen_report.strategy_table(res)
+    assert table["frames"].nunique() == 1 and "baseline: zero force + composition-linear" in set(table["strategy"])
+    el = unseen_report.element_table(res).set_index("element")
+    assert el.loc["Ag", "frames"] == 3 and el.loc["Hf", "paper's DIPI"] == "4.10"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cache layout and cost
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_a_cache_of_the_old_layout_is_refused_with_the_recompute_command(tmp_path):
+    cache.save("unseen", "cpu", {"table": [], "runs": [], "all_new": {}}, {"command": "old"}, root=tmp_path)
+    result, message = unseen_study.load_results("cpu", False, root=tmp_path)
+    assert result is None
+    assert "mo_transfer.recompute unseen --profile cpu" in message and "before the evaluation engine" in message
+    missing, note = unseen_study.load_results("gpu", False, root=tmp_path)
+    assert missing is None and note
+
+
+def test_the_cost_estimate_grows_with_the_folds():
+    cpu = get_profile("cpu")
+    est = unseen_study.estimate_core_hours(cpu, 57, 30)
+    assert 0 < est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"), abs=0.02)
+    more = unseen_study.estimate_core_hours(dataclasses.replace(cpu, refine_folds=9), 57, 30)
+    assert more["total"] > 2 * est["total"]
+    assert unseen_study.estimate_core_hours("smoke", 12, 10)["total"] < est["total"]
+
+
+def test_the_headline_never_credits_the_e0_swap_with_a_reduction_that_did_not_happen():
+    worse = _result({**MAES, "E0 swap": 700.0, "refine-tuned": 690.0})  # DIPI 400 is better than both
+    text = unseen_report.headline_markdown(worse)
+    assert "does not lower DIPI's error" in text and "accounts for" not in text
+    assert "accounts for 94 %" in unseen_report.headline_markdown(_result(MAES))  # (400 - 80) / (400 - 60)

@@ -8,14 +8,11 @@ and verdicts in :mod:`mo_transfer.iid_report`. This module keeps what the study 
   otherwise), and the seeded :func:`subsample` that caps them;
 * the foundation models of a profile (:func:`foundation_paths`, :func:`available_foundations`,
   :func:`shown_scales`, :func:`foundation_rows`);
-* the zero-shot look of notebook 3's opening (:func:`zero_shot_errors`, :func:`zero_shot_summary`);
-* what :mod:`mo_transfer.unseen` (not on the engine yet) still uses: :func:`prepare_split` / :func:`draw_split`,
-  :data:`SCALE_LETTER` and the JSON cleaner ``_clean``.
+* the zero-shot look of notebook 3's opening (:func:`zero_shot_errors`, :func:`zero_shot_summary`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,52 +238,3 @@ def zero_shot_summary(errors: pd.DataFrame) -> list[dict]:
         out.append({"scale": scale, "structures": comp, "n": len(e), "energy MAE (meV/atom)": metrics.mae(e),
                     "mean signed error (meV/atom)": float(np.mean(e))})
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Splits (kept for mo_transfer.unseen)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def draw_split(frames: Sequence[Atoms], pool: str, variant: str, repeat: int, size_match_n: int | None = None
-               ) -> splits.Split:
-    """The split of one (pool, variant, repeat), seed 42 + repeat (the paper's seed for repeat 0)."""
-    seed = splits.PAPER_SEED + repeat
-    name = f"{pool}_{variant}_r{repeat}"
-    if variant == "iid":
-        return splits.iid_split(frames, seed, name=name)
-    if variant == "group_split":
-        return splits.group_split(frames, seed, name=name)
-    if size_match_n is None:
-        raise ValueError("a size-matched split needs size_match_n (the FT-E pool size)")
-    n = min(size_match_n, len(frames))
-    return splits.size_matched_split(frames, n, seed, name=f"{pool}_{variant}-n{n}_r{repeat}")
-
-
-def prepare_split(frames: Sequence[Atoms], pool: str, variant: str, repeat: int, work: Path,
-                  size_match_n: int | None = None) -> tuple[splits.Split, Path]:
-    """Draw (or reload) a split and write its train/valid/test extxyz files; the folder carries the pool's
-    fingerprint, so new DFT data give new splits (and new runs) instead of a clash with old ones."""
-    return splits.prepare_split_files(frames, draw_split(frames, pool, variant, repeat, size_match_n), work)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# JSON-safe values (NaN -> None)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _none_if_nan(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _clean(obj):
-    """NaN and inf become None (JSON has no NaN; a cached read then equals the computed result)."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        obj = obj.item()
-    return _none_if_nan(obj)

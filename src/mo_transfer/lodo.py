@@ -7,32 +7,20 @@ verdicts in :mod:`mo_transfer.lodo_report`. This module keeps:
   holding the held-out element x is tested; Relaxed: only structures whose every dopant site holds x), and the
   Relaxed training structures that still hold x;
 * :func:`summary`, :func:`bar_rows` and :func:`gain_rows`: the paper's Table 2 as the bar chart and the
-  Strict / Relaxed gain of notebook 4's figures (they work on the paper's Table 2 and ours alike);
-* :func:`foundation_path`: the foundation model at the profile's ``lodo_scale`` (used by :mod:`mo_transfer.unseen`).
+  Strict / Relaxed gain of notebook 4's figures (they work on the paper's Table 2 and ours alike).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from . import foundation, iid, metrics, splits, training
-from .profiles import Profile, get_profile
+from . import metrics, splits
 
 PROTOCOLS: tuple[str, ...] = splits.LODO_PROTOCOLS
-
-
-def foundation_path(profile: str | Profile, root: str | Path | None = None, allow_download: bool = True) -> Path:
-    """The foundation model at the profile's ``lodo_scale`` (smoke: the tiny GOHomS-mini the IID sweep shares)."""
-    p = get_profile(profile)
-    if p.name == "smoke":
-        folder = iid.default_work_dir(p, root) / "foundation"
-        return foundation.smoke_foundation(folder, foundation.SCALE_TO_GOH_MINI[p.lodo_scale])
-    return foundation.resolve_foundation(training.foundation_name(p.foundation, p.lodo_scale, p.goh_mini_generation), allow_download)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import pandas as pd
 
 PARADIGM_COLORS: dict[str, str] = {"fine-tune": "#1f77b4", "scratch": "#ff7f0e", "zero-shot": "#2ca02c"}
 #: Colours of the unseen-element strategies (notebook 5); any other name falls back to grey.
-STRATEGY_COLORS: dict[str, str] = {"DIPI": "#d62728", "DIPI, own E0": "#9467bd", "refine-tuned": "#1f77b4",
-                                   "refine-tuned, full table": "#17becf", "FT-E, full table": "#8c564b"}
+STRATEGY_COLORS: dict[str, str] = {"DIPI": "#d62728", "E0 swap": "#9467bd", "refine-tuned": "#1f77b4",
+                                   "refine-tuned, full table": "#17becf", "FT-E, full table": "#8c564b",
+                                   "zero-shot, refit references": "#bcbd22"}
 #: Colours of the Cartesian force components (the paper's Figure 3 colours them, without naming the colours).
 COMPONENT_COLORS: dict[str, str] = {"x": "#1f77b4", "y": "#d62728", "z": "#2ca02c"}
 #: Marker of each component: distinct shapes and sizes, so components with equal values (common in symmetric

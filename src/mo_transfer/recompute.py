@@ -21,7 +21,7 @@ from .profiles import profile_names
 
 #: Study name -> module whose ``load_results(profile, recompute, root)`` makes and caches it.
 STUDIES: dict[str, str] = {"iid": "mo_transfer.iid_study", "lodo": "mo_transfer.lodo_study",
-                           "unseen": "mo_transfer.unseen", "prior": "mo_transfer.prior_study"}
+                           "unseen": "mo_transfer.unseen_study", "prior": "mo_transfer.prior_study"}
 
 
 def recompute(study: str, profile: str, root: str | None = None, workers: int = 1):
