@@ -131,7 +131,13 @@ def test_data_set_design():
         partners[a].add(b)
         partners[b].add(a)
     assert min(len(p) for p in partners.values()) >= 4  # every dopant has mixed pairs (Relaxed-LODO needs them)
-    assert len(dft.set_config_ids("unseen16")) == 9 and len(dft.set_config_ids("fcc32")) == 12
+    assert len(dft.set_config_ids("fcc32")) == 12
+    unseen = dft.set_config_ids("unseen16")  # two relaxations per new element: a single dopant and a pair
+    assert unseen[:9] == [f"bcc-{x}" for x in structures.UNSEEN]
+    assert sorted(c.split("-")[1].split("+")[0] for c in unseen) == sorted(2 * list(structures.UNSEEN))
+    for c in unseen[9:]:
+        atoms = structures.build(c, repeats=2)
+        assert len(atoms) == 16 and sum(s != "Mo" for s in atoms.get_chemical_symbols()) == 2
     assert not set(dft.set_config_ids("extra16")) & set(ids)
     fams = gohoms.gohoms_families()
     elements = {s for fam in fams.values() for a in fam for s in a.get_chemical_symbols()}

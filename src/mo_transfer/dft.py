@@ -49,7 +49,9 @@ def set_config_ids(name: str) -> list[str]:
         pairs = [c for k in range(len(same)) for c in (*mixed[2 * k:2 * k + 2], same[k])] + mixed[2 * len(same):]
         return ["bcc-Mo"] + [f"bcc-{x}" for x in ds] + pairs
     if name == "unseen16":
-        return [f"bcc-{x}" for x in structures.UNSEEN]
+        # a single X, then (issue 21) a first-neighbour X pair: two relaxations per new element, so refine-tuning
+        # can hold out one trajectory of an element and still train on the other, as the paper's split does
+        return [f"bcc-{x}" for x in structures.UNSEEN] + [f"bcc-{x}+{x}-s1" for x in structures.UNSEEN]
     if name == "fcc32":
         return ["fcc-Mo"] + [f"fcc-{x}" for x in ds]
     if name == "extra16":

@@ -183,6 +183,11 @@ def parse_config_id(config_id: str) -> Configuration:
             return Configuration(lattice)
         return Configuration(lattice, (first,), ("Mo",), 0, "unseen" if first in UNSEEN else "train")
     _check(int(shell), SHELLS, "shell")
+    if first in UNSEEN or second in UNSEEN:  # an unseen element pairs with itself only (the unseen16 set's pairs)
+        if first != second:
+            raise ValueError(f"{config_id!r}: an unseen element ({', '.join(UNSEEN)}) pairs only with itself, "
+                             f"e.g. 'bcc-{first}+{first}-s1'")
+        return Configuration(lattice, (first, second), ("Mo", f"Mo{shell}"), int(shell), "unseen")
     for el in (first, second):
         _check(el, DOPANTS, "pair dopant")
     if (first, second) != tuple(sorted((first, second))):
