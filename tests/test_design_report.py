@@ -72,3 +72,22 @@ def test_concentrations():
     assert rows[("paper", "BCC")]["atoms"] == 128 and rows[("paper", "FCC")]["atoms"] == 108
     assert rows[("ours (reduced)", "BCC")]["two dopants (at%)"] == 12.5
     assert rows[("paper", "BCC")]["edge (A)"] == 12.65
+
+
+def test_notebook_2_quotes_the_electronic_entropy_the_labels_carry():
+    """The prose numbers of notebook 2 (free minus zero-smearing energy per atom) are those of the committed data."""
+    import json
+    import re
+    from pathlib import Path
+
+    from mo_transfer import data_report
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "02_dft_data.ipynb").read_text())
+    text = " ".join(" ".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown").split())
+    rows = {r["set"]: r for r in data_report.electronic_entropy_rows()}
+    for name in ("bcc16", "fcc32"):
+        m = re.search(rf"`{name}`: mean (-?[\d.]+), range (-?[\d.]+) to (-?[\d.]+)", text)
+        assert m, f"notebook 2 must quote the entropy term of {name}"
+        quoted = tuple(float(v) for v in m.groups())
+        r = rows[name]
+        assert quoted == (r["mean (meV/atom)"], r["min (meV/atom)"], r["max (meV/atom)"]), name

@@ -238,3 +238,17 @@ def concentration_rows() -> list[dict]:
             rows.append({"cells": label, "lattice": lat, "atoms": n, "one dopant (at%)": round(100 / n, 2),
                          "two dopants (at%)": round(200 / n, 2)})
     return rows
+
+
+def electronic_entropy_rows(sets: tuple[str, ...] = ("bcc16", "fcc32"), root: Path = dft.DATA_ROOT) -> list[dict]:
+    """Per set, the electronic-entropy term the labels carry: free energy minus zero-smearing energy per atom
+    (meV/atom) over every frame, mean and range (Fermi-Dirac 0.1 eV; notebook 2 quotes these numbers)."""
+    rows = []
+    for name in sets:
+        frames = dft.load_set_frames(name, root)
+        if not frames:
+            continue
+        ts = np.array([1000 * (a.info["REF_energy"] - a.info["energy_zero_smearing_ev"]) / len(a) for a in frames])
+        rows.append({"set": name, "frames": len(frames), "mean (meV/atom)": round(float(ts.mean()), 1),
+                     "min (meV/atom)": round(float(ts.min()), 1), "max (meV/atom)": round(float(ts.max()), 1)})
+    return rows
