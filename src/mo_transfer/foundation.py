@@ -135,6 +135,9 @@ GOH_MINI_GENERATIONS: dict[str, tuple[str, ...]] = {"v1": ("gohoms",), "v2": ("g
 #: isolated-atom energies, which mace's guidance ranks first (``data/dft/isolated_atoms/e0s.json``).
 GOH_MINI_E0S_FILE: dict[str, Path | None] = {
     "v1": None, "v2": REPO_ROOT / "data" / "dft" / "isolated_atoms" / "e0s.json"}
+#: Epoch cap of a generation's pretraining. From v2 on a run must stop by validation patience (30), so the cap is
+#: set well above the epochs v1 needed to stop (82-88 of 150) rather than where it could cut a run short.
+GOH_MINI_MAX_EPOCHS: dict[str, int] = {"v1": 150, "v2": 400}
 
 
 def check_generation(generation: str) -> str:
@@ -661,6 +664,7 @@ def pretrain(scale: str, data: str | os.PathLike | None = None, out: str | os.Pa
     reference energies: isolated atoms for v2, least squares for v1). From v2 on, a run that stops at its epoch
     cap fails: only a run stopped by validation early stopping becomes a foundation."""
     check_generation(generation)
+    spec_overrides.setdefault("max_epochs", GOH_MINI_MAX_EPOCHS[generation])
     out = Path(out) if out is not None else goh_mini_path(scale, generation=generation)
     if e0s_file is None:
         e0s_file = GOH_MINI_E0S_FILE[generation]
