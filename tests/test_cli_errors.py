@@ -56,3 +56,14 @@ def test_atomic_writes_have_ordinary_permissions(tmp_path):
     mode = stat.S_IMODE((tmp_path / "sub" / "summary.json").stat().st_mode)
     assert mode == 0o644 and (tmp_path / "sub" / "summary.json").read_text() == "{}\n"
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["summary.json"]  # no temporary file left
+
+
+def test_pretrain_refuses_one_out_file_for_several_scales_and_zero_workers(tmp_path, capsys):
+    from mo_transfer import foundation
+
+    out = tmp_path / "x.model"
+    code, err = run_cli(foundation.main, ["pretrain", "--scale", "S", "M", "--out", str(out)], capsys)
+    assert code == 2 and "--out names one model file; 2 scales" in err and "Traceback" not in err
+    code, err = run_cli(foundation.main, ["pretrain", "--scale", "S", "--workers", "0"], capsys)
+    assert code == 2 and "--workers must be at least 1" in err
+    assert not out.exists() and not any(tmp_path.iterdir())

@@ -9,6 +9,7 @@ import pytest
 
 from mo_transfer import iid, splits
 from mo_transfer import foundation as F
+from mo_transfer.profiles import get_profile
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -49,7 +50,8 @@ def test_sweep_data_falls_back_only_in_smoke(tmp_path):
 
 def test_shown_scales_add_every_committed_stand_in_but_not_for_smoke(monkeypatch, tmp_path):
     """Notebook 3 inspects every GOHomS-mini on disk (inference only), beyond the scales the cpu sweep trains."""
-    on_disk = {"goh-mini-S", "goh-mini-M"}
+    gen = get_profile("cpu").goh_mini_generation
+    on_disk = {F.goh_mini_name("S", gen), F.goh_mini_name("M", gen)}
 
     def fake_resolve(name, allow_download=True):
         if str(name) not in on_disk:
@@ -58,10 +60,10 @@ def test_shown_scales_add_every_committed_stand_in_but_not_for_smoke(monkeypatch
 
     monkeypatch.setattr(F, "resolve_foundation", fake_resolve)
     assert iid.shown_scales("cpu") == ("small", "medium")
-    on_disk.add("goh-mini-L")
+    on_disk.add(F.goh_mini_name("L", gen))
     assert iid.shown_scales("cpu") == ("small", "medium", "large")
     paths = iid.foundation_paths("cpu", scales=iid.shown_scales("cpu"))
-    assert [p.name for p in paths.values()] == ["goh-mini-S.model", "goh-mini-M.model", "goh-mini-L.model"]
+    assert [p.name for p in paths.values()] == [f"{F.goh_mini_name(s, gen)}.model" for s in "SML"]
     assert iid.shown_scales("smoke") == ("small",)  # the synthetic tiny foundation is made per scale: no extras
     assert iid.shown_scales("gpu") == ("small", "medium", "large")
 

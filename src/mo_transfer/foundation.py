@@ -22,6 +22,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -663,25 +664,38 @@ def pretrain(scale: str, data: str | os.PathLike | None = None, out: str | os.Pa
     Without ``data``, ``out`` and ``e0s_file``, the generation decides them (its DFT sets, its model path, and its
     reference energies: isolated atoms for v2, least squares for v1). From v2 on, a run that stops at its epoch
     cap fails: only a run stopped by validation early stopping becomes a foundation."""
+    return pretrain_scales((scale,), data, out, device, e0s_file, generation, **spec_overrides)
+
+
+def pretrain_scales(scales: Sequence[str], data: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                    device: str = "cpu", e0s_file: str | os.PathLike | None = None, generation: str = "v1",
+                    workers: int = 1, **spec_overrides):
+    """:func:`pretrain` for several scales in one batch (``workers`` > 1: that many at once, one process each),
+    so that their records land in one pretraining manifest."""
     check_generation(generation)
+    if out is not None and len(scales) != 1:
+        raise ValueError(f"--out names one model file; {len(scales)} scales were asked for")
     spec_overrides.setdefault("max_epochs", GOH_MINI_MAX_EPOCHS[generation])
-    out = Path(out) if out is not None else goh_mini_path(scale, generation=generation)
+    outs = [Path(out) if out is not None else goh_mini_path(s, generation=generation) for s in scales]
     if e0s_file is None:
         e0s_file = GOH_MINI_E0S_FILE[generation]
     if data is None:
         sets = GOH_MINI_GENERATIONS[generation]
-        data = gohoms_data_file(out.parent / "runs" / f"{'+'.join(sets)}.extxyz", sets)
-    job = pretrain_job_for(scale, data, out, device, e0s_file, require_early_stop=generation != "v1",
-                           **spec_overrides)
-    return run_jobs([job], max_attempts=1, desc=f"pretrain {out.stem}",
-                    manifest=out.parent / "pretrain-manifest.json")
+        data = gohoms_data_file(outs[0].parent / "runs" / f"{'+'.join(sets)}.extxyz", sets)
+    jobs = [pretrain_job_for(s, data, o, device, e0s_file, require_early_stop=generation != "v1", **spec_overrides)
+            for s, o in zip(scales, outs)]
+    executor = {"backend": "process", "workers": workers} if workers > 1 else {}
+    return run_jobs(jobs, max_attempts=1, desc=f"pretrain {', '.join(o.stem for o in outs)}",
+                    manifest=outs[0].parent / "pretrain-manifest.json", **executor)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mo_transfer.foundation", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("pretrain", help="pretrain GOHomS-mini of one scale with mace_run_train")
-    t.add_argument("--scale", required=True, choices=sorted(GOH_MINI_SCALES))
+    t = sub.add_parser("pretrain", help="pretrain GOHomS-mini of one or more scales with mace_run_train")
+    t.add_argument("--scale", required=True, nargs="+", choices=sorted(GOH_MINI_SCALES),
+                   help="one or more scales, e.g. --scale S M")
+    t.add_argument("--workers", type=int, default=1, help="scales pretrained at once, one process (core) each")
     t.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the spec's)")
     t.add_argument("--channels", type=int, default=None, help="MACE channels (default 32)")
     t.add_argument("--data", default=None, help="extxyz with REF_energy/REF_forces (default: the generation's DFT sets)")
@@ -705,7 +719,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     overrides = {k: v for k, v in (("max_epochs", args.epochs), ("num_channels", args.channels)) if v is not None}
-    summary = pretrain(args.scale, args.data, args.out, args.device, args.e0s_file, args.generation, **overrides)
+    if args.workers < 1:
+        p.error(f"--workers must be at least 1, got {args.workers}")
+    try:
+        summary = pretrain_scales(tuple(args.scale), args.data, args.out, args.device, args.e0s_file, args.generation,
+                                  args.workers, **overrides)
+    except ValueError as err:
+        p.error(str(err))
     print(summary)
     for rec in summary.records:
         print(json.dumps(rec.result, indent=1, default=str))

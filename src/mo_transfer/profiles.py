@@ -185,6 +185,8 @@ PROFILES: dict[str, Profile] = {
         description="What the committed book shows: small models and few repeats, hours on 2 CPU cores",
         device="cpu",
         foundation="goh-mini",
+        # GOHomS-mini v2, pretrained on Mo-X compounds with forces (issue 22); prior_study compares it with v1
+        goh_mini_generation="v2",
         # Two of the paper's three scales: the large one trains about 3x slower per epoch on a CPU (benchmarks/
         # training.py), which the 2-core budget cannot carry for every Table 1 row; LODO uses medium, as the paper.
         model_scales=("small", "medium"),
