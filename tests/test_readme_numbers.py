@@ -18,3 +18,25 @@ def test_readme_quotes_the_recorded_held_out_errors():
         assert round(test["energy_mae_mev_per_atom"], 1) == quoted[k], scale
         assert round(test["force_mae_mev_per_ang"], 1) == quoted[3 + k], scale
         assert test["n_frames"] == int(quoted[6])
+
+
+def test_readme_quotes_the_cached_prior_study():
+    """The README's v1 zero-shot numbers are those of data/results/cpu/prior.json (FT-E, S and M)."""
+    from mo_transfer import prior_study
+    from mo_transfer.engine import stats
+    from mo_transfer.engine.tables import errors_of
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    result = json.loads((ROOT / "data" / "results" / "cpu" / "prior.json").read_text())["result"]
+
+    def quoted(label: str, metric: str) -> str:
+        errs = errors_of(result, "FT-E", label)
+        return stats.bootstrap(errs, metric).text(1)
+
+    n = len(errors_of(result, "FT-E", prior_study.label("v1", "small")).frame_ids)
+    assert f"on the {n} FT-E structures" in text
+    for scale in ("small", "medium"):
+        for refit in (False, True):
+            assert quoted(prior_study.label("v1", scale, refit), "energy_mae") in text, (scale, refit)
+        force = stats.metric_value(errors_of(result, "FT-E", prior_study.label("v1", scale)), "force_mae")
+        assert f"{force:.1f}" in text, scale
