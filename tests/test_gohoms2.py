@@ -193,3 +193,18 @@ def test_a_short_relaxation_records_each_step_with_forces_and_its_job(tmp_path):
     assert [f.info["step"] for f in frames] == [0, 1, 2] and {f.info["state"] for f in frames} == {"NE"}
     assert frames[0].info["fmax_ev_per_ang"] > frames[-1].info["fmax_ev_per_ang"] > 0
     assert all(f.info["cpu_s"] > 0 and f.info["dft_settings_hash"] == tiny.settings_hash for f in frames)
+
+
+def test_budget_table_counts_every_cell_of_the_design_once(tmp_path):
+    from mo_transfer import data_report
+
+    rows = data_report.gohoms2_budget_rows()
+    assert sum(r["computed"] for r in rows) == len(gohoms2.run_order())
+    assert sum(r["left out for the budget"] for r in rows) == len(gohoms2.left_out())
+    assert {r["structure type"] for r in rows if r["computed"] == 0} == set()  # every type keeps some cells
+    assert data_report.kpoint_table(tmp_path / "none.json") is None
+    doc = {"rows": [{"config_id": "bcc-Fe", "n_atoms": 16, "kpts": "3x3x3", "d_energy_mev_per_atom": 1.0,
+                     "reference": False, "ecut_ev": 400.0}]}
+    (tmp_path / "k.json").write_text(json.dumps(doc))
+    assert data_report.kpoint_table(tmp_path / "k.json") == [
+        {"config_id": "bcc-Fe", "n_atoms": 16, "kpts": "3x3x3", "d_energy_mev_per_atom": 1.0, "reference": False}]

@@ -252,3 +252,31 @@ def electronic_entropy_rows(sets: tuple[str, ...] = ("bcc16", "fcc32"), root: Pa
         rows.append({"set": name, "frames": len(frames), "mean (meV/atom)": round(float(ts.mean()), 1),
                      "min (meV/atom)": round(float(ts.min()), 1), "max (meV/atom)": round(float(ts.max()), 1)})
     return rows
+
+
+def kpoint_table(path: Path = dft.DATA_ROOT / "convergence-kpoints.json") -> list[dict] | None:
+    """Rows of the k-mesh check (an FCC and a magnetic cell, 3^3 against 4^3 and 5^3 at the production cutoff;
+    ``python -m mo_transfer.dft_convergence --meshes``), or None when it has not been run."""
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    keep = ("config_id", "n_atoms", "kpts", "d_energy_mev_per_atom", "d_substitution_mev", "d_relaxation_mev_per_atom",
+            "d_force_max_mev_per_ang", "wall_s", "reference")
+    return [{k: r[k] for k in keep if k in r} for r in doc["rows"]]
+
+
+def gohoms2_budget_rows() -> list[dict]:
+    """Per GOHomS v2 structure type: cells the budgeted set computes and cells of the design it leaves out."""
+    from . import gohoms2
+
+    kept, out = gohoms2.run_order(), gohoms2.left_out()
+    relax = set(gohoms2.relax_configs())
+
+    def kind(c) -> str:
+        if c in relax:
+            return "short relaxation (bcc Mo7X start)"
+        return f"elemental {c.prototype}" if c.prototype in gohoms2.ELEMENTAL else f"Mo-X {c.prototype}"
+
+    kinds = sorted({kind(c) for c in kept + out})
+    return [{"structure type": k, "computed": sum(kind(c) == k for c in kept),
+             "left out for the budget": sum(kind(c) == k for c in out)} for k in kinds]
