@@ -25,6 +25,7 @@ from ase.data import chemical_symbols
 
 from mo_transfer import data_report, data_source, study_common, unseen_models
 from mo_transfer import foundation as F
+from mo_transfer import foundation_models as FM
 from mo_transfer import proxy as P
 from mo_transfer import structures as S
 from mo_transfer import training as T
@@ -84,7 +85,7 @@ def env(tmp_path_factory):
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
         for name in (F.MODELS_ENV, data_source.DATA_ENV, data_source.LEGACY_VASP_ENV):
             mp.delenv(name, raising=False)
-        mp.setattr(F, "MODELS_DIR", tmp_path_factory.mktemp("no-models"))  # a real MP-0 file there would win
+        mp.setattr(FM, "MODELS_DIR", tmp_path_factory.mktemp("no-models"))  # a real MP-0 file there would win
         yield
 
 

@@ -30,8 +30,8 @@ from ase import Atoms
 from ase.data import atomic_numbers as _Z
 
 from . import structures
-from .foundation import (ENERGY_KEY, FORCES_KEY, _e0s_literal, file_sha256, load_model, model_e0s,
-                         resolve_foundation, versions)
+from .foundation_models import (ENERGY_KEY, FORCES_KEY, _e0s_literal, file_sha256, load_model, model_e0s,
+                                resolve_foundation, versions)
 from .jobs import Job, JobFailed, atomic_write_text
 
 PARADIGMS: tuple[str, ...] = ("zero-shot", "scratch", "fine-tune")
@@ -106,7 +106,7 @@ class TrainConfig:
 def foundation_name(foundation: str, scale: str, generation: str = "v1") -> str:
     """Resolver name of a profile's foundation at a scale: ``goh-mini`` + ``small`` -> ``goh-mini-S`` (v1) or
     ``goh-mini-v2-S``; ``mace-mp-0`` + ``small`` -> ``small``."""
-    from .foundation import SCALE_TO_GOH_MINI, goh_mini_name
+    from .foundation_models import SCALE_TO_GOH_MINI, goh_mini_name
 
     if foundation == "goh-mini":
         return goh_mini_name(SCALE_TO_GOH_MINI[scale], generation)
