@@ -104,3 +104,29 @@ def test_unseen_rows_flag_strategies_from_capped_runs():
     assert {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(result(True))}["refine-tuned"][
         "from converged runs"] == "yes"
     assert all(r["ours [95% CI]"] == "-" for r in summary.unseen_rows(None))
+
+
+def test_prior_rows_and_the_foundation_line_read_the_prior_study():
+    """Notebook 6's prior table: each generation's zero-shot FT-E errors with intervals and the baselines; the
+    setup line names the profile's generation and its pretraining frames, or that it is not pretrained yet."""
+    import numpy as np
+
+    from mo_transfer.engine.records import FrameErrors
+
+    ids = [f"s{k}:0" for k in range(5)]
+
+    def errs(e):
+        return [FrameErrors(ids, [f"s{k}" for k in range(5)], [16] * 5, [e] * 5, [16.0] * 5, [16.0] * 5).to_dict()]
+
+    result = {"generations": ["v2"], "scales": ["small"], "missing": {"v1": "absent"},
+              "pretraining": {"v2": {"small": {"frames": 495}}},
+              "experiments": {"FT-E": {"errors": {"Zero-shot v2 (S)": errs(100.0), "Zero-shot v2 (S), refit": errs(20.0)},
+                                       "baselines": {"zero force": errs(50.0)}, "cells": []}}}
+    rows = summary.prior_rows(result)
+    assert rows[0]["foundation"] == "GOHomS-mini v2 (S)" and rows[0]["energy MAE, raw (meV/atom)"].startswith("100.0")
+    assert rows[0]["energy MAE, refit (meV/atom)"].startswith("20.0") and rows[1]["foundation"] == "baseline: zero force"
+    assert len(rows) == 2 and summary.prior_rows(None) == []  # one generation: no v2 - v1 line
+    cpu = get_profile("cpu")
+    assert summary.goh_mini_text(cpu, result).endswith("(gohoms + gohoms2: 495 of our GPAW frames)")
+    assert "not pretrained yet" in summary.goh_mini_text(cpu, None)
+    assert np.isfinite(float(rows[0]["force MAE (meV/A)"].split()[0]))

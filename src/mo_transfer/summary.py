@@ -15,7 +15,8 @@ from .profiles import Profile, get_profile
 
 #: Study name -> (module, notebook that makes it).
 STUDIES: dict[str, tuple[str, str]] = {"iid": ("mo_transfer.iid_study", "03_iid"), "lodo": ("mo_transfer.lodo_study", "04_lodo"),
-                                       "unseen": ("mo_transfer.unseen_study", "05_unseen")}
+                                       "unseen": ("mo_transfer.unseen_study", "05_unseen"),
+                                       "prior": ("mo_transfer.prior_study", "03_iid")}
 
 #: Table 1 headline cells: (label, engine experiment, our row label, the paper's model, metric); {x} is the scale.
 TABLE1_HEADLINES: tuple[tuple[str, str, str, str | None, str], ...] = (
@@ -142,8 +143,7 @@ def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str
         {"aspect": "FT-E / FT-E_NE frames", "paper": "420 / 6970",
          "ours": f"{used.get('FT-E', '-')} / {used.get('FT-E_NE', '-')}"},
         {"aspect": "foundation model", "paper": "MACE-MP-0 small / medium / large (1.6 M MPtrj structures)",
-         "ours": "MACE-MP-0" if p.foundation == "mace-mp-0" else
-         "GOHomS-mini S / M (414 of our ordered-crystal GPAW single points)"},
+         "ours": "MACE-MP-0" if p.foundation == "mace-mp-0" else goh_mini_text(p, results.get("prior", (None,))[0])},
         {"aspect": "model scales trained", "paper": "S, M, L", "ours": ", ".join(s[0].upper() for s in p.model_scales)},
         {"aspect": "IID splits", "paper": "10 (FT-E) / 5 (FT-E_NE) random (81:9):10 splits",
          "ours": f"{p.iid_folds} folds of whole trajectories, every relaxed structure tested once"},
@@ -154,6 +154,50 @@ def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str
         {"aspect": "stopping (IID)", "paper": "not stated in the main text (Table S1)",
          "ours": f"validation patience {p.engine_patience}, cap {p.engine_max_epochs} epochs"},
     ]
+
+
+def goh_mini_text(p: Profile, prior_results: dict | None) -> str:
+    """The profile's GOHomS-mini: generation, scales, and its pretraining frames as the prior study records them."""
+    from .foundation_models import GOH_MINI_GENERATIONS
+
+    if p.name == "smoke":
+        return "a tiny GOHomS-mini pretrained for one epoch on synthetic labels (code paths only)"
+    gen = p.goh_mini_generation
+    sets = " + ".join(GOH_MINI_GENERATIONS[gen])
+    records = (prior_results or {}).get("pretraining", {}).get(gen)
+    frames = next((r.get("frames") for r in (records or {}).values() if r.get("frames")), None)
+    size = f"{frames} of our GPAW frames" if frames else "not pretrained yet"
+    return f"GOHomS-mini {gen} {' / '.join(s[0].upper() for s in p.model_scales)} ({sets}: {size})"
+
+
+def prior_rows(prior_results: dict | None) -> list[dict]:
+    """The offline foundation as a prior: each generation's zero-shot FT-E energy MAE (raw, refit) and force MAE with
+    95% intervals, the trivial baselines on the same structures, and v2 - v1 where both exist (notebook 3)."""
+    from . import prior_report
+    from .engine import stats
+    from .engine.tables import errors_of
+    from .prior_study import label
+
+    if not prior_results:
+        return []
+    rows = []
+    for gen in prior_results["generations"]:
+        for scale in prior_results["scales"]:
+            raw, refit = (errors_of(prior_results, "FT-E", label(gen, scale, r)) for r in (False, True))
+            rows.append({"foundation": f"GOHomS-mini {gen} ({scale[0].upper()})",
+                         "energy MAE, raw (meV/atom)": stats.bootstrap(raw, "energy_mae").text(1),
+                         "energy MAE, refit (meV/atom)": stats.bootstrap(refit, "energy_mae").text(1),
+                         "force MAE (meV/A)": stats.bootstrap(raw, "force_mae").text(1)})
+    for name, parts in prior_results["experiments"]["FT-E"]["baselines"].items():
+        base = errors_of(prior_results, "FT-E", name)
+        rows.append({"foundation": f"baseline: {name}", "energy MAE, raw (meV/atom)": stats.bootstrap(
+                     base, "energy_mae").text(1), "energy MAE, refit (meV/atom)": "-",
+                     "force MAE (meV/A)": stats.bootstrap(base, "force_mae").text(1)})
+    diff = prior_report.generation_differences(prior_results)
+    for _, r in diff[diff["experiment"] == "FT-E"].iterrows():
+        rows.append({"foundation": f"v2 - v1 ({r['scale'][0].upper()}), {r['metric']}",
+                     "energy MAE, raw (meV/atom)": f"{r['v2 - v1 [95% CI]']}: {r['v2 better']}"})
+    return rows
 
 
 def missing_markdown(results: dict[str, tuple[dict | None, str | None]]) -> str:
