@@ -121,7 +121,8 @@ def test_prior_rows_and_the_foundation_line_read_the_prior_study():
     result = {"generations": ["v2"], "scales": ["small"], "missing": {"v1": "absent"},
               "pretraining": {"v2": {"small": {"frames": 495}}},
               "experiments": {"FT-E": {"errors": {"Zero-shot v2 (S)": errs(100.0), "Zero-shot v2 (S), refit": errs(20.0)},
-                                       "baselines": {"zero force": errs(50.0)}, "cells": []}}}
+                                       "baselines": {"zero force": errs(50.0), "trajectory lookup": [
+                                           FrameErrors([], [], [], [], [], []).to_dict()]}, "cells": []}}}
     rows = summary.prior_rows(result)
     assert rows[0]["foundation"] == "GOHomS-mini v2 (S)" and rows[0]["energy MAE, raw (meV/atom)"].startswith("100.0")
     assert rows[0]["energy MAE, refit (meV/atom)"].startswith("20.0") and rows[1]["foundation"] == "baseline: zero force"
