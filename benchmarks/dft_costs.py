@@ -38,12 +38,11 @@ def structure_type(name: str) -> str:
     if name.startswith("atom-"):
         return "isolated atom" + (" (magnetic)" if name[5:] in MAGNETIC else "")
     try:
-        atoms = structures.build(name, repeats=2)
+        config = structures.parse_config_id(name)
     except ValueError:
         return "other"
-    dopants = [s for s in atoms.get_chemical_symbols() if s != structures.HOST]
-    mag = " (magnetic)" if set(dopants) & MAGNETIC else ""
-    return f"{atoms.info['lattice']} relaxation, {len(dopants)} dopant site(s){mag}"
+    mag = " (magnetic)" if set(config.dopants) & MAGNETIC else ""
+    return f"{config.lattice} relaxation, {len(config.dopants)} dopant site(s){mag}"
 
 
 def costs(set_name: str, root: Path = dft.DATA_ROOT) -> dict[str, list[tuple[float, int]]]:

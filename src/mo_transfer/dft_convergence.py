@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        structures.build(args.config, repeats=1)
-    except (KeyError, ValueError) as err:
+        structures.parse_config_id(args.config)
+    except ValueError as err:
         p.error(f"--config {args.config}: {err}")
     t0 = time.time()
     set_name = production_set(args.config)

@@ -210,11 +210,13 @@ def full_order() -> list[V2Config]:
 #: and D0_3, and the elemental cells beyond the ground state at the reference volume (GOHomS v1 holds elemental
 #: cells at several volumes already).
 def in_budget(c: V2Config) -> bool:
-    if c in relax_configs():
-        return True
-    if c.prototype in ELEMENTAL:  # the first cell of each element's plan: its ground state (0.94 if magnetic)
-        return c in elemental_configs()[:len(structures.STUDY_ELEMENTS)]
+    if c.prototype in ELEMENTAL or c in _RELAX_STARTS:  # the short relaxations, and the first cell of each
+        return c in _ALWAYS_KEPT                       # element's plan: its ground state (0.94 if magnetic)
     return c.prototype == "B2" or c.volume_scale == compound_volume_scales(c.prototype, c.element)[0]
+
+
+_RELAX_STARTS: frozenset[V2Config] = frozenset(relax_configs())
+_ALWAYS_KEPT: frozenset[V2Config] = _RELAX_STARTS | frozenset(elemental_configs()[:len(structures.STUDY_ELEMENTS)])
 
 
 def run_order() -> list[V2Config]:

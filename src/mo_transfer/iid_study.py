@@ -25,7 +25,8 @@ from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
 from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, SECONDS_PER_FRAME_EPOCH, e_ids,
-                           foundations_of, load_study_results, partition, restrict, settings, study_data, work_dir)
+                           foundations_of, load_study_results, partition, restrict, settings, study_data,
+                           trajectory_folds, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "iid"
@@ -131,13 +132,8 @@ def select_lrs(grid_result: dict) -> dict[str, dict[str, float]]:
 def experiments(p: Profile, ne_frames: Sequence[Atoms], foundations: dict[str, str], work: Path,
                 tuned: dict[str, dict[str, float]] | None) -> list[Experiment]:
     """The study's experiments on one trajectory partition (see the module docstring)."""
-    e_frame_ids = set(e_ids(ne_frames))
-    e_frames = [a for a in ne_frames if splits.frame_id(a) in e_frame_ids]
-    part = partition(ne_frames, p)
-    e_folds = tuple(prepare_fold(e_frames, restrict(s, e_frame_ids, s.name.replace("traj", "E")), work)
-                    for s in part)
     n_ene = p.iid_folds_ene or p.iid_folds
-    ne_folds = tuple(prepare_fold(ne_frames, s, work) for s in part[:n_ene])
+    part, e_folds, ne_folds = trajectory_folds(p, ne_frames, work, n_ene)
     matched = tuple(prepare_fold(ne_frames, size_matched(s, len(e.split.train), p.seed,
                                                          s.name.replace("traj", "matched")), work)
                     for s, e in zip(part[:n_ene], e_folds))

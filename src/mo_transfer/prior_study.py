@@ -18,11 +18,10 @@ from typing import Sequence
 
 from ase import Atoms
 
-from . import foundation, splits
-from .engine.run import Experiment, Row, prepare_fold, run_experiment
+from . import foundation
+from .engine.run import Experiment, Row, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (SCALE_LETTER, e_ids, foundations_of, load_study_results, partition, restrict, study_data,
-                           work_dir)
+from .study_common import SCALE_LETTER, foundations_of, load_study_results, study_data, trajectory_folds, work_dir
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "prior"
@@ -68,11 +67,7 @@ def rows(models: dict[str, dict[str, str]]) -> tuple[Row, ...]:
 def experiments(p: Profile, ne_frames: Sequence[Atoms], models: dict[str, dict[str, str]], work: Path
                 ) -> list[Experiment]:
     """FT-E and FT-E_NE on the IID study's trajectory partition (same folds, same test frames)."""
-    e_frame_ids = set(e_ids(ne_frames))
-    e_frames = [a for a in ne_frames if splits.frame_id(a) in e_frame_ids]
-    part = partition(ne_frames, p)
-    e_folds = tuple(prepare_fold(e_frames, restrict(s, e_frame_ids, s.name.replace("traj", "E")), work) for s in part)
-    ne_folds = tuple(prepare_fold(ne_frames, s, work) for s in part)
+    _, e_folds, ne_folds = trajectory_folds(p, ne_frames, work)
     the_rows = rows(models)
     return [Experiment("FT-E", "FT-E", e_folds, the_rows, TRAIN_ELEMENTS),
             Experiment("FT-E_NE", "FT-E_NE", ne_folds, the_rows, TRAIN_ELEMENTS)]

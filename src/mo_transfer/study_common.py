@@ -12,6 +12,7 @@ from ase import Atoms
 from . import cache, foundation, splits
 from .engine import folds as folds_mod
 from .engine.records import TrainSettings
+from .engine.run import Fold, prepare_fold
 from .profiles import Profile, get_profile
 
 SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L", "chgnet": "CHGNet"}
@@ -55,6 +56,18 @@ def restrict(split: splits.Split, keep: Sequence[str], name: str) -> splits.Spli
     pool = sorted(keep_set)
     return splits.Split(name, f"{split.rule}|restricted", split.seed, len(pool), splits.pool_sha256(pool),
                         parts["train"], parts["valid"], parts["test"], {**split.params, "restricted_from": split.name})
+
+
+def trajectory_folds(p: Profile, ne_frames: Sequence[Atoms], work: Path, n_ne: int | None = None
+                     ) -> tuple[list[splits.Split], tuple[Fold, ...], tuple[Fold, ...]]:
+    """The IID partition and its prepared folds: each fold restricted to the E frames (the FT-E folds), and the
+    first ``n_ne`` (all by default) over every frame (the FT-E_NE folds). Every IID-style table tests these."""
+    e_frame_ids = set(e_ids(ne_frames))
+    e_frames = [a for a in ne_frames if splits.frame_id(a) in e_frame_ids]
+    part = partition(ne_frames, p)
+    e_folds = tuple(prepare_fold(e_frames, restrict(s, e_frame_ids, s.name.replace("traj", "E")), work) for s in part)
+    ne_folds = tuple(prepare_fold(ne_frames, s, work) for s in part[:n_ne])
+    return part, e_folds, ne_folds
 
 
 def study_data(profile: str | Profile, root: str | Path | None = None):
