@@ -5,6 +5,12 @@
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/engine_speed.py --out /tmp/engine_speed [--max-epochs 60]``.
 Timings depend on what else runs on the machine: run it on an otherwise idle machine and say so.
+
+Measured 2026-12-05 (commit b19445c, GOHomS-mini v1 S, FT-E fold 0 of 10, ``--max-epochs 400 --patience 20``, one
+thread, beside two one-core GPAW jobs on 2 cores, so absolute times are upper bounds; the ratio holds): float64
+3.90 s/epoch, 133 epochs, 555 s, test energy / force MAE 74.72 meV/atom / 58.6 meV/A; float32 2.26 s/epoch (0.58x),
+133 epochs, 331 s, 74.72 / 58.6 (validation losses agree to 6 digits). The engine's overhead over a bare
+``mace_run_train`` of 3 epochs: 2.5 s (24.2 against 21.7 s). The cpu profile trains in float32 since.
 """
 
 from __future__ import annotations

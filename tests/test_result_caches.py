@@ -23,11 +23,20 @@ RESULTS = ROOT / "data" / "results" / "cpu"
 MODELS = ROOT / "data" / "models"
 
 
-def _result(name: str) -> dict:
+def _doc(name: str) -> dict:
     path = RESULTS / f"{name}.json"
     if not path.exists():
         pytest.skip(f"{path} is not committed")
-    return json.loads(path.read_text())["result"]
+    return json.loads(path.read_text())
+
+
+def _result(name: str) -> dict:
+    return _doc(name)["result"]
+
+
+def _dtype(name: str) -> str:
+    """The MACE dtype the cache was computed in (its provenance's profile; float64 before profiles named one)."""
+    return _doc(name)["provenance"].get("profile", {}).get("default_dtype", "float64")
 
 
 def _sha256(path: Path) -> str:
@@ -57,7 +66,7 @@ def test_unseen_zero_shot_per_element_errors_regenerate():
         ids = splits.frame_ids(sub)
         assert set(ids) == {f for f, e in res["element_of_frame"].items() if e == element}, (
             f"{element}: the unseen16 frames changed since the cache was made")
-        pred = training.evaluate(model, sub, "cpu", "float64").energies_ev
+        pred = training.evaluate(model, sub, "cpu", _dtype("unseen")).energies_ev
         ref = np.array([f.info["REF_energy"] for f in sub])
         err = 1000 * (pred - ref) / np.array([len(f) for f in sub])
         np.testing.assert_allclose(err, cached.subset(ids).energy_error_mev_per_atom, atol=1e-3, err_msg=element)

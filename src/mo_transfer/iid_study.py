@@ -24,7 +24,7 @@ from . import cache, splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, SECONDS_PER_FRAME_EPOCH, e_ids,
+from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, seconds_per_frame_epoch, e_ids,
                            foundations_of, load_study_results, partition, restrict, settings, study_data,
                            trajectory_folds, work_dir)
 from .training import TRAIN_ELEMENTS
@@ -219,7 +219,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
 
     def add(name: str, scale: str, kind: str, runs: int, frames: float) -> None:
         epochs = EPOCHS_TO_STOP[kind] + extra
-        hours[name] = hours.get(name, 0.0) + runs * frames * epochs * SECONDS_PER_FRAME_EPOCH[scale] / 3600
+        hours[name] = hours.get(name, 0.0) + runs * frames * epochs * seconds_per_frame_epoch(scale, p.default_dtype) / 3600
 
     n_e_train = n_e_frames * train_share
     for s in p.model_scales:

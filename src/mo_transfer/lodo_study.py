@@ -20,7 +20,7 @@ from . import splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, SECONDS_PER_FRAME_EPOCH, foundations_of,
+from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, seconds_per_frame_epoch, foundations_of,
                            load_study_results, settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 
@@ -102,14 +102,14 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
 def estimate_core_hours(profile: str | Profile, n_e_frames: int) -> dict[str, float]:
     """Core-hours the LODO study should take at a profile's size: per fold one fine-tune of the LODO-scale model
     (and of CHGNet), on about (1 - 1/11) of the FT-E pool, to early stopping at the measured epoch counts and
-    per-frame epoch costs of the IID study (``study_common.EPOCHS_TO_STOP``, ``SECONDS_PER_FRAME_EPOCH``)."""
+    per-frame epoch costs of the IID study (``study_common.EPOCHS_TO_STOP``, ``seconds_per_frame_epoch``)."""
     p = get_profile(profile)
     extra = max(0, p.engine_patience - 10)
     n_train = n_e_frames * (1 - 1 / 11) * 0.9
     folds = len(PROTOCOLS) * len(p.lodo_folds)
     hours = {"MACE": folds * n_train * (EPOCHS_TO_STOP["fine-tune"] + extra)
-             * SECONDS_PER_FRAME_EPOCH[p.lodo_scale] / 3600}
+             * seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) / 3600}
     if p.chgnet_rows:
-        hours["CHGNet"] = folds * n_train * (EPOCHS_TO_STOP["chgnet"] + extra) * SECONDS_PER_FRAME_EPOCH["chgnet"] / 3600
+        hours["CHGNet"] = folds * n_train * (EPOCHS_TO_STOP["chgnet"] + extra) * seconds_per_frame_epoch("chgnet") / 3600
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}

@@ -22,6 +22,17 @@ CHGNET_FOUNDATION = "chgnet-0.3.0"
 #: GOHomS-mini S float64 3.8 s/epoch on 46 frames (shared/notes/finetuning.md), M about 1.4x S (benchmarks/
 #: training.py), CHGNet 0.3.0 4.4 CPU-s/epoch on 40 frames (the CHGNet backend's measurement).
 SECONDS_PER_FRAME_EPOCH: dict[str, float] = {"small": 0.083, "medium": 0.12, "large": 0.25, "chgnet": 0.11}
+#: MACE epoch cost relative to float64 (benchmarks/engine_speed.py, FT-E fold 0, GOHomS-mini S fine-tune, one core:
+#: 3.90 s/epoch in float64, 2.26 in float32, the same 133 epochs to early stopping and the same test errors to
+#: 0.01 meV). CHGNet computes in float32 whatever is asked, and its cost above was measured so.
+DTYPE_COST: dict[str, float] = {"float64": 1.0, "float32": 0.58}
+
+
+def seconds_per_frame_epoch(scale: str, default_dtype: str = "float64") -> float:
+    """Measured training seconds per frame per epoch of a scale (or ``chgnet``) at a MACE dtype, on one core."""
+    if scale == "chgnet":
+        return SECONDS_PER_FRAME_EPOCH[scale]
+    return SECONDS_PER_FRAME_EPOCH[scale] * DTYPE_COST[default_dtype]
 #: Epochs a run takes to early stopping on FT-E fold 0 at lr 3e-4 with patience 10 (benchmarks/protocol_choice.py,
 #: GOHomS-mini S: scratch 50, fine-tune 123; CHGNet fine-tune 51), plus the profile's patience beyond 10.
 EPOCHS_TO_STOP: dict[str, int] = {"scratch": 50, "fine-tune": 123, "chgnet": 51}

@@ -30,7 +30,7 @@ from .engine.folds import kfold_splits, traj_group
 from .engine.records import FrameErrors
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (EPOCHS_TO_STOP, SCALE_LETTER, SECONDS_PER_FRAME_EPOCH, foundations_of, load_study_results,
+from .study_common import (EPOCHS_TO_STOP, SCALE_LETTER, seconds_per_frame_epoch, foundations_of, load_study_results,
                            settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, REFINE, REFINE_FULL, SMOKE_SCAN_CANDIDATES,
@@ -247,7 +247,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_new_frames: i
     measured epoch count and per-frame epoch cost (``study_common``); evaluation alone is minutes."""
     p = get_profile(profile)
     epochs = EPOCHS_TO_STOP["fine-tune"] + max(0, p.engine_patience - 10)
-    cost = SECONDS_PER_FRAME_EPOCH[p.lodo_scale] * epochs / 3600
+    cost = seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) * epochs / 3600
     base_train = n_e_frames * (1 - 1 / BASE_FOLDS) * 0.9
     refine_train = n_e_frames * 0.9 + n_new_frames * (1 - 1 / p.refine_folds)
     hours = {"FT-E base models (2 runs)": 2 * base_train * cost,

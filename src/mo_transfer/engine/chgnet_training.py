@@ -57,7 +57,8 @@ DIFFERENCES_FROM_MACE: dict[str, str] = {
     "scheduler": "constant learning rate (chgnet ExponentialLR with gamma 1.0; mace: ReduceLROnPlateau, "
                  "factor 0.8, patience 50, i.e. constant over runs this short)",
     "gradient_clipping": "none (chgnet's Trainer; mace clips at 10.0)",
-    "dtype": f"{COMPUTE_DTYPE} (chgnet's graph converter is float32 only; MACE runs use float64)",
+    "dtype": f"{COMPUTE_DTYPE} (chgnet's graph converter is float32 only; MACE runs use the profile's dtype: "
+             "float32 in the cpu profile, float64 elsewhere)",
     "reference_energies": "CHGNet AtomRef (composition model, eV/atom per element, frozen in training)",
     "metrics": "validation MAEs are chgnet's: energy per atom averaged over frames, force MAE over components "
                "(as mace's MAE_F)",
