@@ -196,7 +196,7 @@ PROFILES: dict[str, Profile] = {
         max_L=0,
         iid_repeats_e=2,
         iid_repeats_ene=1,
-        # all 11 folds, as the paper: lodo_study.estimate_core_hours puts the MACE and CHGNet runs at about 6.5
+        # all 11 folds, as the paper: lodo_study.estimate_core_hours puts the MACE and CHGNet runs at about 4.6
         # core-hours on our 57 FT-E frames (the budget of its issue is about 6)
         lodo_elements=None,
         refine_repeats=2,
@@ -209,13 +209,13 @@ PROFILES: dict[str, Profile] = {
         # itself is pretrained in float64 (mace's advice for training); fine-tuning casts it.
         default_dtype="float32",
         # 5 folds of trajectories ((72:8):20 inside each); FT-E_NE rows at S only, on 2 of them. The IID study's
-        # estimate (iid_study.estimate_core_hours, from measured per-frame epoch costs) is about 8.7 core-hours on
-        # our 57 / 300 frames, near the 8 its issue allows; 10 folds at both scales would take about 25.
+        # estimate (iid_study.estimate_core_hours, from measured per-frame epoch costs) is about 5.4 core-hours on
+        # our 57 / 300 frames (8.7 in float64), within the 8 its issue allows; 10 folds would take about 10.
         iid_folds=5,
         iid_folds_ene=2,
         iid_ene_scales=("small",),
         # 3 folds of the 9 new-element trajectories (one relaxation per element): unseen_study.estimate_core_hours
-        # puts the study at about 2.3 core-hours; 9 folds (leave one element out) would take about 6.6.
+        # puts the study at about 1.3 core-hours; 9 folds (leave one element out) would take about 3.9.
         refine_folds=3,
     ),
     "gpu": Profile(
