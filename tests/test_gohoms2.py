@@ -48,11 +48,15 @@ def test_every_partner_element_gets_displaced_mo_x_frames_with_mo_and_x_together
 
 def test_the_budget_keeps_the_priority_order_and_names_what_it_leaves_out():
     full, kept, out = gohoms2.full_order(), gohoms2.run_order(), gohoms2.left_out()
-    assert len(kept) + len(out) == len(full) == len(gohoms2.all_configs()) and not set(kept) & set(out)
+    scf = gohoms2.scf_left_out()
+    assert len(kept) + len(out) + len(scf) == len(full) == len(gohoms2.all_configs())
+    assert not set(kept) & set(out) and not set(scf) & (set(kept) | set(out))
+    assert {c.config_id for c in scf} == set(gohoms2.SCF_LEFT_OUT)  # every named cell is a budgeted cell
     assert kept == [c for c in full if c in set(kept)]  # the budget filters, it never reorders
     assert set(gohoms2.relax_configs()) <= set(kept)
-    assert all(c.prototype != "B2" for c in out)  # every B2 volume is computed
-    assert {c.element for c in kept if c.prototype in gohoms2.ELEMENTAL} == set(structures.STUDY_ELEMENTS)
+    assert all(c.prototype != "B2" for c in out)  # every B2 volume is budgeted
+    elemental = {c.element for c in kept + scf if c.prototype in gohoms2.ELEMENTAL}
+    assert elemental == set(structures.STUDY_ELEMENTS)  # a ground state per element, computed or SCF-left-out
     names = [j.name for j in dft.set_jobs("gohoms2", root=Path("/nonexistent"))]
     assert len(names) == len(kept) and not {c.config_id for c in out} & set(names)
 
@@ -201,6 +205,8 @@ def test_budget_table_counts_every_cell_of_the_design_once(tmp_path):
     rows = data_report.gohoms2_budget_rows()
     assert sum(r["computed"] for r in rows) == len(gohoms2.run_order())
     assert sum(r["left out for the budget"] for r in rows) == len(gohoms2.left_out())
+    assert sum(r["left out: SCF not converged"] for r in rows) == len(gohoms2.SCF_LEFT_OUT)
+    assert [r["cell"] for r in data_report.gohoms2_scf_left_out_rows()] == list(gohoms2.SCF_LEFT_OUT)
     assert {r["structure type"] for r in rows if r["computed"] == 0} == set()  # every type keeps some cells
     assert data_report.kpoint_table(tmp_path / "none.json") is None
     doc = {"rows": [{"config_id": "bcc-Fe", "n_atoms": 16, "kpts": "3x3x3", "d_energy_mev_per_atom": 1.0,
@@ -208,3 +214,12 @@ def test_budget_table_counts_every_cell_of_the_design_once(tmp_path):
     (tmp_path / "k.json").write_text(json.dumps(doc))
     assert data_report.kpoint_table(tmp_path / "k.json") == [
         {"config_id": "bcc-Fe", "n_atoms": 16, "kpts": "3x3x3", "d_energy_mev_per_atom": 1.0, "reference": False}]
+
+
+def test_each_scf_left_out_cell_has_its_committed_gpaw_log():
+    """The evidence of every SCF left-out cell is committed: its GPAW log, which ends without convergence."""
+    for name in gohoms2.SCF_LEFT_OUT:
+        log = dft.DATA_ROOT / "gohoms2" / "scf_left_out" / f"{name}.txt"
+        assert log.exists(), f"{log} is missing: copy the attempt's log from data/dft/gohoms2/logs/"
+        text = log.read_text()
+        assert "iter:" in text and "Converged" not in text.split("iter:")[-1], name

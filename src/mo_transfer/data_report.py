@@ -277,6 +277,15 @@ def gohoms2_budget_rows() -> list[dict]:
             return "short relaxation (bcc Mo7X start)"
         return f"elemental {c.prototype}" if c.prototype in gohoms2.ELEMENTAL else f"Mo-X {c.prototype}"
 
-    kinds = sorted({kind(c) for c in kept + out})
+    scf = gohoms2.scf_left_out()
+    kinds = sorted({kind(c) for c in kept + out + scf})
     return [{"structure type": k, "computed": sum(kind(c) == k for c in kept),
-             "left out for the budget": sum(kind(c) == k for c in out)} for k in kinds]
+             "left out for the budget": sum(kind(c) == k for c in out),
+             "left out: SCF not converged": sum(kind(c) == k for c in scf)} for k in kinds]
+
+
+def gohoms2_scf_left_out_rows() -> list[dict]:
+    """The GOHomS v2 cells left out because their SCF did not converge, each with the measured reason."""
+    from . import gohoms2
+
+    return [{"cell": c.config_id, "reason": gohoms2.SCF_LEFT_OUT[c.config_id]} for c in gohoms2.scf_left_out()]
