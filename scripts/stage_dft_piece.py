@@ -22,6 +22,19 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def stage_committed_summary(path: Path) -> None:
+    """Stage the summary of what the commit holds: the checkpoints of running jobs (``partial/``) are not committed,
+    so their frames are left out of the staged copy (the working file keeps them, as ``dft status`` wrote it)."""
+    summary = json.loads(path.read_text())
+    if not summary.get("checkpointed_frames"):
+        return
+    summary.update(checkpointed_frames=0, cpu_hours_in_checkpoints=0.0)
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=ROOT, check=True, capture_output=True,
+                          input=json.dumps(summary, indent=1).encode()).stdout.decode().strip()
+    rel = path.relative_to(ROOT).as_posix()
+    subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},{rel}"], cwd=ROOT, check=True)
+
+
 def main(name: str, tries: int = 10) -> int:
     folder = ROOT / "data" / "dft" / name
     manifest = folder / "manifest.json"
@@ -39,6 +52,7 @@ def main(name: str, tries: int = 10) -> int:
             out = Path(j["output"]).name
             files += [str(folder / "trajectories" / out), str(folder / "trajectories" / (out + ".job.json"))]
         subprocess.run(["git", "add", "--", *files], cwd=ROOT, check=True)
+        stage_committed_summary(folder / "summary.json")
         print(f"{name}: staged {len(done)} finished jobs, manifest and summary")
         return 0
     print(f"{name}: the manifest kept changing; try again", file=sys.stderr)
