@@ -91,3 +91,15 @@ def test_no_checkpoint_is_left_beside_a_finished_job(name):
     live = set(dft.live_checkpoints(name))
     stale = sorted(p.name for p in (ROOT / name / "partial").glob("*.extxyz") if p not in live)
     assert not stale, f"data/dft/{name}/partial holds checkpoints of finished jobs: {stale}"
+
+
+def test_no_pretraining_frame_joins_the_design_pools():
+    """The committed pools hold frames of the design sets only: GOHomS (v1, v2) and the isolated atoms pretrain the
+    foundation and never enter FT-E, FT-E_NE or unseen (v2's short Mo7X relaxations look like dilute doped frames)."""
+    from mo_transfer import data_report, dft
+    from mo_transfer.file_readers import PRETRAINING_SETS
+
+    assert PRETRAINING_SETS <= set(dft.DATA_SETS)
+    pools, _, _ = data_report.build_pools(dft.DATA_ROOT)
+    sources = {str(a.info["source_file"]).split("/")[0] for frames in pools.values() for a in frames}
+    assert sources and not sources & PRETRAINING_SETS, sorted(sources)

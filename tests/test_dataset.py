@@ -399,6 +399,12 @@ def test_gpaw_schema_extxyz_gz_round_trip(tmp_path):
             assert got.info[key] == ref.info[key], key
         assert got.info["dopant_set"] == "Fe,Nb" and got.info["n_dopant_elements"] == 2 and got.info["shell"] == 2
     assert ds.load_gpaw_sets(root, sets=["unseen"])[0].info["dopant_set"] == "Hf"
+    # a pretraining set's relaxation (a dilute Mo-X trajectory, E/NE states) is read only when named
+    relax = _gpaw_trajectory("bcc-Nb+Nb-s1", "gohoms2", "mixed")
+    (root / "gohoms2" / "trajectories").mkdir(parents=True)
+    ase.io.write(root / "gohoms2" / "trajectories" / "v2-MoNb-bcc-Mo7X-v1.00-relax.extxyz.gz", relax, format="extxyz")
+    assert [a.info["config_id"] for a in ds.load_gpaw_sets(root)] == [a.info["config_id"] for a in frames]
+    assert len(ds.load_gpaw_sets(root, sets=["gohoms2"])) == len(relax)
     kept, report = ds.validate(frames)
     assert len(kept) == 9 and len(report) == 0  # BCC and FCC energies of different cells are not "outliers"
     manifest = ds.write_pools(kept, tmp_path / "pools", report)

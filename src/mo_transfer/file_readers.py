@@ -130,15 +130,24 @@ def read_frames(path: str | Path, **kwargs) -> list[Atoms]:
 
 
 
+#: Sets of our GPAW pipeline that pretrain the offline foundation (ordered crystals, isolated atoms): never part of
+#: the fine-tuning design's pools. GOHomS v2's short relaxations of ordered Mo7X cells carry E/NE states and a
+#: dilute Mo-X composition, so without this rule they would join FT-E_NE (issue 22: the doped cells are the test
+#: domain, the pretraining data hold none of them, and the reverse holds too).
+PRETRAINING_SETS: frozenset[str] = frozenset({"gohoms", "gohoms2", "isolated_atoms"})
+
+
 def load_gpaw_sets(root: str | Path = "data/dft", sets: Sequence[str] | None = None) -> list[Atoms]:
-    """All trajectories of our GPAW pipeline, ``<root>/<set>/trajectories/*.extxyz.gz``, sets and files sorted.
+    """The trajectories of our GPAW pipeline, ``<root>/<set>/trajectories/*.extxyz.gz``, sets and files sorted:
+    every set but the pretraining ones (:data:`PRETRAINING_SETS`) unless ``sets`` names them.
 
     Missing folders give no frames (the DFT may not have run yet); ``source_file`` is relative to ``root``.
     """
     root = Path(root)
     if not root.is_dir():
         return []
-    names = sorted(p.name for p in root.iterdir() if p.is_dir()) if sets is None else list(sets)
+    names = (sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in PRETRAINING_SETS)
+             if sets is None else list(sets))
     frames: list[Atoms] = []
     for name in names:
         folder = root / name / "trajectories"
