@@ -31,7 +31,10 @@ def test_generation_names_resolve_and_profiles_know_them(tmp_path, monkeypatch):
     assert F.canonical_name("GOH-MINI-V2-l") == "goh-mini-v2-L"
     assert training.foundation_name("goh-mini", "medium", "v2") == "goh-mini-v2-M"
     assert set(F.GOH_MINI_GENERATIONS) == set(profiles.GOH_MINI_GENERATIONS)
+    from mo_transfer import foundation_models
+
     monkeypatch.setenv(F.MODELS_ENV, str(tmp_path))
+    monkeypatch.setattr(foundation_models, "MODELS_DIR", tmp_path / "repo-models")  # committed v2 models unseen
     with pytest.raises(F.FoundationNotFound, match="--generation v2"):
         F.resolve_foundation("goh-mini-v2-S", allow_download=False)
     (tmp_path / "goh-mini-v2-S.model").write_bytes(b"x")
