@@ -220,8 +220,8 @@ _ALWAYS_KEPT: frozenset[V2Config] = _RELAX_STARTS | frozenset(elemental_configs(
 
 
 #: Budgeted cells left out because their SCF does not converge at the production settings within a reasonable cost,
-#: with the measured reason (the GPAW log of the attempt is committed in ``data/dft/gohoms2/scf_left_out/<id>.txt``). Mn keeps its
-#: elemental cells of GOHomS v1.
+#: with the measured reason (the GPAW log of the attempt is committed in ``data/dft/gohoms2/scf_left_out/<id>.txt``).
+#: Mn keeps its elemental cells of GOHomS v1.
 SCF_LEFT_OUT: dict[str, str] = {
     "v2-bcc-Mn-v0.94": "ferromagnetic bcc Mn at 0.94 V0 (the only v2 Mn elemental cell): after 281 of the 333 SCF "
                        "iterations of the spin mixer (about 10 s each, one core) the density residual still "

@@ -219,7 +219,8 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
 
     def add(name: str, scale: str, kind: str, runs: int, frames: float) -> None:
         epochs = EPOCHS_TO_STOP[kind] + extra
-        hours[name] = hours.get(name, 0.0) + runs * frames * epochs * seconds_per_frame_epoch(scale, p.default_dtype) / 3600
+        cost_s = runs * frames * epochs * seconds_per_frame_epoch(scale, p.default_dtype)
+        hours[name] = hours.get(name, 0.0) + cost_s / 3600
 
     n_e_train = n_e_frames * train_share
     for s in p.model_scales:

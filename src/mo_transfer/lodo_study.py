@@ -110,6 +110,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int) -> dict[str, fl
     hours = {"MACE": folds * n_train * (EPOCHS_TO_STOP["fine-tune"] + extra)
              * seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) / 3600}
     if p.chgnet_rows:
-        hours["CHGNet"] = folds * n_train * (EPOCHS_TO_STOP["chgnet"] + extra) * seconds_per_frame_epoch("chgnet") / 3600
+        hours["CHGNet"] = (folds * n_train * (EPOCHS_TO_STOP["chgnet"] + extra)
+                           * seconds_per_frame_epoch("chgnet") / 3600)
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}
