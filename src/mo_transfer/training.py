@@ -29,7 +29,9 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers as _Z
 
-from . import structures
+from . import mace_history, structures
+from .mace_history import (epochs_since_best, learning_curve_rows, read_results,  # noqa: F401 (re-exported)
+                           summarize_results, validation_curve)
 from .foundation_models import (ENERGY_KEY, FORCES_KEY, _e0s_literal, file_sha256, load_model, model_e0s,
                                 resolve_foundation, versions)
 from .jobs import Job, JobFailed, atomic_write_text
@@ -214,79 +216,6 @@ def results_file(work_dir: Path, name: str, seed: int) -> Path:
     return Path(work_dir) / "results" / f"{name}_run-{seed}_train.txt"
 
 
-def read_results(path: Path) -> list[dict]:
-    """Rows of mace's metrics file; a partly written last line is skipped."""
-    rows = []
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
-def validation_curve(rows: list[dict]) -> list[dict]:
-    """Per-epoch validation rows (mode 'eval', epoch set), in file order (a resumed run appends)."""
-    return [r for r in rows if r.get("mode") == "eval" and r.get("epoch") is not None]
-
-
-def epochs_since_best(rows: list[dict]) -> int:
-    """Validation evaluations since the lowest validation loss (mace's patience rule: equal is no improvement)."""
-    best, since = np.inf, 0
-    for r in validation_curve(rows):
-        if r["loss"] < best:
-            best, since = r["loss"], 0
-        else:
-            since += 1
-    return since
-
-
-def learning_curve_rows(rows: list[dict]) -> list[dict]:
-    """Validation loss and errors per epoch from mace's metrics rows; epoch 0 is the evaluation before training
-    (the initial weights: random for scratch, the foundation's for fine-tune), epoch k the end of epoch k."""
-    curve: dict[int, dict | None] = {}
-    for r in rows:
-        if r.get("mode") == "opt" and 0 not in curve:
-            curve[0] = None  # training started before any initial evaluation: none to report
-        if r.get("mode") != "eval":
-            continue
-        if r.get("epoch") is None:
-            if 0 in curve:
-                continue  # a later re-evaluation (resume, finalisation), not the state before training
-            epoch = 0
-        else:
-            epoch = int(r["epoch"]) + 1
-        curve[epoch] = {"epoch": epoch, "loss": float(r["loss"]),
-                        "mae_e_mev_per_atom": 1000 * float(r.get("mae_e_per_atom", np.nan)),
-                        "mae_f_mev_per_ang": 1000 * float(r.get("mae_f", np.nan))}
-    return [curve[e] for e in sorted(curve) if curve[e] is not None]
-
-
-def summarize_results(rows: list[dict]) -> dict:
-    """Epochs run, best epoch and its validation errors, and training seconds per epoch from mace's metrics."""
-    curve = validation_curve(rows)
-    opt = [r for r in rows if r.get("mode") == "opt"]
-    train_s = {}
-    for r in opt:
-        train_s[r["epoch"]] = train_s.get(r["epoch"], 0.0) + float(r.get("time", 0.0))
-    eval_s = {r["epoch"]: float(r.get("time", 0.0)) for r in curve}
-    if not curve:
-        return {"epochs": 0, "best_epoch": None, "curve": []}
-    best = min(curve, key=lambda r: r["loss"])
-    per_epoch = [train_s.get(e, 0.0) + eval_s.get(e, 0.0) for e in sorted(train_s)]
-    return {
-        "epochs": len({r["epoch"] for r in curve}),
-        "best_epoch": best["epoch"],
-        "best_valid_loss": best["loss"],
-        "best_valid_mae_e_mev_per_atom": 1000 * best.get("mae_e_per_atom", np.nan),
-        "best_valid_mae_f_mev_per_ang": 1000 * best.get("mae_f", np.nan),
-        "seconds_per_epoch": float(np.median(per_epoch)) if per_epoch else None,
-        "curve": [{"epoch": r["epoch"], "loss": r["loss"], "mae_e_per_atom_mev": 1000 * r.get("mae_e_per_atom", np.nan),
-                   "mae_f_mev_per_ang": 1000 * r.get("mae_f", np.nan)} for r in curve],
-    }
-
-
 def _stop(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
     """Stop a child process: SIGTERM, then SIGKILL after ``grace_s``."""
     proc.send_signal(signal.SIGTERM)
@@ -324,17 +253,22 @@ def run_mace_train(args: list[str], work_dir: Path, name: str, seed: int, patien
     """Run ``mace_run_train`` to its final model, resuming from checkpoints (``--restart_latest`` must be in args).
 
     mace 0.3.16 does not stop on ``--patience`` outside distributed runs, so we stop the process ourselves after
-    ``patience`` evaluations without improvement, then rerun with ``--max_num_epochs=0``: mace reloads its best
-    (validation-selected, EMA) checkpoint, skips training, and saves and evaluates the final model.
+    ``patience`` evaluations without improvement, then rerun with ``--max_num_epochs=0``: mace reloads its latest
+    (validation-selected, EMA) checkpoint, skips training, and saves and evaluates the final model. Patience counts
+    over the history across resumes, and the best checkpoint survives a resume (:mod:`mo_transfer.mace_history`):
+    the final model is the one with the lowest validation loss of the whole run.
     """
     if "--restart_latest" not in args:
         raise ValueError("run_mace_train needs --restart_latest in the arguments (resume and finalisation)")
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     results = results_file(work_dir, name, seed)
+    checkpoints, tag = work_dir / "checkpoints", f"{name}_run-{seed}"
     t0 = time.time()
+    mace_history.preserve_checkpoint(checkpoints, tag, read_results(results))  # a resume may overwrite it
     rc, stopped = _run_once(args, work_dir, log_path, results, patience, threads, poll_s)
-    if stopped:
+    restored = (rc == 0 or stopped) and mace_history.restore_best_checkpoint(checkpoints, tag, read_results(results))
+    if stopped or restored:
         final = [a for a in args if not a.startswith("--max_num_epochs")] + ["--max_num_epochs=0"]
         rc, _ = _run_once(final, work_dir, log_path, results, None, threads, poll_s)
     if rc != 0:
@@ -343,8 +277,11 @@ def run_mace_train(args: list[str], work_dir: Path, name: str, seed: int, patien
     model = work_dir / f"{name}.model"
     if not model.exists():
         raise RuntimeError(f"mace_run_train finished but wrote no model {model}")
-    summary = summarize_results(read_results(results))
-    summary.update({"stopped_early": stopped, "wall_s": round(time.time() - t0, 1), "model": str(model)})
+    rows = read_results(results)
+    summary = summarize_results(rows)
+    summary.update({"stopped_early": stopped, "wall_s": round(time.time() - t0, 1), "model": str(model),
+                    "delivered_epoch": mace_history.delivered_epoch(checkpoints, tag, rows),
+                    "best_checkpoint_restored": restored})
     return summary
 
 
