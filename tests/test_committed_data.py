@@ -103,3 +103,32 @@ def test_no_pretraining_frame_joins_the_design_pools():
     pools, _, _ = data_report.build_pools(dft.DATA_ROOT)
     sources = {str(a.info["source_file"]).split("/")[0] for frames in pools.values() for a in frames}
     assert sources and not sources & PRETRAINING_SETS, sorted(sources)
+
+
+KPOINT_ROWS = (json.loads((ROOT / "convergence-kpoints.json").read_text())["rows"]
+               if (ROOT / "convergence-kpoints.json").exists() else [])
+
+
+@pytest.mark.parametrize("config_id", sorted({r["config_id"] for r in KPOINT_ROWS}))
+def test_the_kpoint_check_rows_are_those_of_its_committed_calculations(config_id, tmp_path, monkeypatch):
+    """Resuming the k-mesh check on its committed checkpoint computes nothing new and gives the committed rows."""
+    import shutil
+
+    from mo_transfer import dft_convergence
+
+    def no_dft(*args, **kwargs):
+        raise AssertionError(f"{config_id}: a k-mesh calculation is missing from the committed checkpoint")
+
+    monkeypatch.setattr(dft, "single_points", no_dft)
+    checkpoint = tmp_path / "frames.extxyz"  # a copy: a check never writes the committed file
+    shutil.copyfile(ROOT / f"convergence-kpoints-frames-{config_id}.extxyz", checkpoint)
+    committed = [r for r in KPOINT_ROWS if r["config_id"] == config_id]
+    meshes = tuple(int(r["kpts"].split("x")[0]) for r in committed)
+    rows = dft_convergence.kpoint_check(config_id, meshes, checkpoint=checkpoint)
+    assert len(rows) == len(committed)
+    for got, want in zip(rows, committed):
+        assert got.keys() == want.keys()
+        for k, v in want.items():
+            # extxyz keeps forces to 1e-5 eV/A, so a force row read back agrees to 0.01 meV/A; energies exactly
+            tol = dict(abs=0.02) if "force" in k else dict(rel=1e-9, abs=1e-9)
+            assert got[k] == pytest.approx(v, **tol) if isinstance(v, float) else got[k] == v, k

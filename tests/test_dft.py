@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from mo_transfer import dft, dft_convergence, dft_core, gohoms, structures
+from mo_transfer import data_report, dft, dft_convergence, dft_core, gohoms, structures
 from mo_transfer.jobs import Job, run_jobs
 
 gpaw = pytest.importorskip("gpaw", reason="GPAW not installed: run `make dft-deps`")
@@ -381,3 +381,23 @@ def test_kpoint_check_compares_meshes_at_one_cutoff(tmp_path):
     assert rows[0]["d_substitution_mev"] == 0.0 and rows[1]["d_substitution_mev"] != 0.0
     merged = dft_convergence._merge_rows(tmp_path / "none.json", "bcc-Nb", rows)
     assert merged == rows
+
+
+def test_kpoint_verdicts_judge_the_production_mesh_of_each_cell(tmp_path):
+    def row(kpts, d_e, d_sub, d_f, reference=False):
+        return {"config_id": "bcc-Fe", "n_atoms": 16, "ecut_ev": 400.0, "kpt_density_per_ang": float(kpts[0]),
+                "kpts": kpts, "d_energy_mev_per_atom": d_e, "d_substitution_mev": d_sub,
+                "d_force_max_mev_per_ang": d_f, "wall_s": 1.0, "reference": reference}
+
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps({"rows": [row("5x5x5", 0.0, 0.0, 0.0, True), row("3x3x3", -9.18, 23.5, 5.57),
+                                         row("4x4x4", 4.59, -54.0, 0.44)]}))
+    (text,) = data_report.kpoint_verdicts(path)
+    assert text.startswith("bcc-Fe (16 atoms), the production mesh 3x3x3 against 5x5x5 at 400 eV")
+    assert "absolute energy per atom 9.2 meV/atom (outside 5)" in text
+    assert "substitution energy per atom 1.5 meV/atom (within 5)" in text  # 23.5 meV per 16-atom cell
+    assert "The 4x4x4 mesh: absolute energy +4.6 meV/atom, substitution energy -3.4 meV/atom" in text
+    path.write_text(json.dumps({"rows": [row("5x5x5", 0.0, 0.0, 0.0, True), row("4x4x4", 4.59, -54.0, 0.44)]}))
+    with pytest.raises(ValueError, match="bcc-Fe has no row for its production mesh 3x3x3"):
+        data_report.kpoint_verdicts(path)
+    assert data_report.kpoint_verdicts(tmp_path / "absent.json") == []

@@ -265,6 +265,34 @@ def kpoint_table(path: Path = dft.DATA_ROOT / "convergence-kpoints.json") -> lis
     return [{k: r[k] for k in keep if k in r} for r in doc["rows"]]
 
 
+def kpoint_verdicts(path: Path = dft.DATA_ROOT / "convergence-kpoints.json") -> list[str]:
+    """Per configuration of the k-mesh check, :func:`convergence_verdict` of its production mesh against the
+    densest mesh, then the intermediate mesh's deviations (one that does not shrink shows the noise floor)."""
+    from . import dft_convergence
+
+    full = json.loads(path.read_text())["rows"] if path.exists() else []
+    out = []
+    for config_id in dict.fromkeys(r["config_id"] for r in full):
+        mine = [r for r in full if r["config_id"] == config_id]
+        base = dft.set_settings(dft_convergence.production_set(config_id))
+        grid = "x".join(map(str, base.kpoint_grid(dft.start_structure(config_id, 2, base))))
+        prod = [r for r in mine if r["kpts"] == grid and not r["reference"]]
+        ref = [r for r in mine if r["reference"]]
+        if not prod or not ref:
+            raise ValueError(f"{path}: {config_id} has no row for its production mesh {grid} or no reference")
+        p, n = prod[0], prod[0]["n_atoms"]
+        verdict = convergence_verdict([ref[0], p], production=(p["ecut_ev"], p["kpt_density_per_ang"]))
+        text = (f"{config_id} ({n} atoms), the production mesh {grid} against {ref[0]['kpts']} at "
+                f"{p['ecut_ev']:g} eV: " + verdict.split("deviation from the reference: ", 1)[1])
+        for r in mine:
+            if r is not p and not r["reference"]:
+                text += (f" The {r['kpts']} mesh: absolute energy {r['d_energy_mev_per_atom']:+.1f} meV/atom, "
+                         f"substitution energy {r['d_substitution_mev'] / n:+.1f} meV/atom, largest force component "
+                         f"{r['d_force_max_mev_per_ang']:.2f} meV/A.")
+        out.append(text)
+    return out
+
+
 def gohoms2_budget_rows() -> list[dict]:
     """Per GOHomS v2 structure type: cells the budgeted set computes and cells of the design it leaves out."""
     from . import gohoms2
