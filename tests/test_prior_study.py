@@ -81,3 +81,27 @@ def test_a_shifted_reference_energy_moves_raw_energies_only(ne_frames, smoke_mod
     assert set(forces["v2 better"]) <= {"not resolved"}
     assert "v2 is better in" in prior_report.summary_markdown(result)
     assert len(prior_report.error_table(result, "FT-E")) >= 4  # two raw, two refit rows and the baselines
+
+
+def test_the_pretraining_table_lists_every_committed_goh_mini(tmp_path):
+    """Models the cached study scored come from the cache; every other committed one (L) from its provenance."""
+    import json
+    import shutil
+
+    from mo_transfer import foundation, prior_report
+
+    result = {"pretraining": {"v2": {"small": {"model": "goh-mini-v2-S.model", "epochs": 1}}}}
+    src = foundation.goh_mini_path("L", generation="v2")
+    if not src.is_file():
+        pytest.skip("GOHomS-mini v2 L is not committed")
+    for suffix in (".model", ".json"):
+        shutil.copyfile(src.with_suffix(suffix), tmp_path / f"goh-mini-v2-L{suffix}")
+    (tmp_path / "goh-mini-v2-S.model").write_text("not read: the cache row stands")
+    table = prior_report.pretraining_table(result, models_dir=tmp_path)
+    assert list(zip(table["generation"], table["scale"], table["scored zero-shot here"])) == [
+        ("v2", "small", True), ("v2", "large", False)]
+    test = json.loads(src.with_suffix(".json").read_text())["held_out_metrics"]["test"]
+    assert table["test_energy_mae_mev_per_atom"].iloc[1] == test["energy_mae_mev_per_atom"]
+    assert bool(table["stopped_early"].iloc[1])
+    smoke = {"pretraining": {"v2": {"small": {"model": "x.model", "note": "no provenance file (smoke or foreign model)"}}}}
+    assert len(prior_report.pretraining_table(smoke, models_dir=tmp_path)) == 1  # a smoke cache lists only its own

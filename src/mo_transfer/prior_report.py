@@ -4,23 +4,38 @@ identical frames. Reads results; computes no model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from .engine import stats
 from .engine.tables import METRIC_UNITS, error_table, errors_of
-from .prior_study import label
+from .foundation_models import GOH_MINI_GENERATIONS, GOH_MINI_SCALES, SCALE_TO_GOH_MINI, goh_mini_path
+from .prior_study import label, pretraining_record
 
 __all__ = ["error_table", "pretraining_table", "generation_differences", "summary_markdown"]
 
 
-def pretraining_table(result: dict) -> pd.DataFrame:
+def pretraining_table(result: dict, models_dir: Path | None = None) -> pd.DataFrame:
     """One line per generation and scale: pretraining frames, E0 rule, epochs (best, cap, early stop) and the
-    held-out test errors the model's provenance records."""
-    lines = []
+    held-out test errors the model's provenance records. The models the study scored come from the cache; every
+    other committed GOHomS-mini of those generations (L, which the cpu studies do not use) from its provenance
+    file, marked as not scored here."""
+    lines, seen = [], set()
     for gen, by_scale in result["pretraining"].items():
         for scale, rec in by_scale.items():
+            seen.add((gen, SCALE_TO_GOH_MINI.get(scale, scale)))
             lines.append({"generation": gen, "scale": scale, **{k: v for k, v in rec.items() if k != "model"},
-                          "model": rec.get("model")})
+                          "model": rec.get("model"), "scored zero-shot here": True})
+    real = [g for g in GOH_MINI_GENERATIONS  # generations the cache scored as committed models (smoke: none)
+            if any("note" not in rec for rec in result["pretraining"].get(g, {}).values())]
+    for gen in real:
+        for short, scale in GOH_MINI_SCALES.items():
+            path = goh_mini_path(short, models_dir, generation=gen)
+            if (gen, short) not in seen and path.is_file():
+                rec = pretraining_record(path)
+                lines.append({"generation": gen, "scale": scale, **{k: v for k, v in rec.items() if k != "model"},
+                              "model": rec.get("model"), "scored zero-shot here": False})
     return pd.DataFrame(lines)
 
 
