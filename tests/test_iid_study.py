@@ -62,13 +62,19 @@ def test_rows_differ_only_in_what_the_paper_says():
     assert rows["Zero-shot-E(S), refit"].refit_references and not rows["Zero-shot-E(S)"].refit_references
 
 
-def test_tuned_lr_is_the_lowest_validation_loss():
+def test_tuned_lr_is_the_lowest_validation_loss_of_a_converged_run():
     def cell(label, losses):
         return {"row": label, "training": {"curve": [{"loss": v} for v in losses]}}
 
     grid = {"rows": [{"label": f"s{lr}", "scale": "small", "paradigm": "scratch", "settings": {"lr": lr}}
                      for lr in (3e-4, 1e-3, 5e-3)],
             "cells": [cell("s0.0003", [3, 2, 1.5]), cell("s0.001", [3, 1.0, 1.2]), cell("s0.005", [3, 4, 5])]}
+    assert iid_study.select_lrs(grid) == {"small": {"scratch": 1e-3}}
+    for c in grid["cells"]:  # the 1e-3 run hit its cap: the lowest loss among the converged ones wins
+        c["training"]["converged"] = c["row"] != "s0.001"
+    assert iid_study.select_lrs(grid) == {"small": {"scratch": 3e-4}}
+    for c in grid["cells"]:  # none converged: the lowest loss of all
+        c["training"]["converged"] = False
     assert iid_study.select_lrs(grid) == {"small": {"scratch": 1e-3}}
 
 
