@@ -90,7 +90,14 @@ def convergence_verdict(rows: list[dict], energy_mev_per_atom: float = 5.0, forc
     match = [r for r in rows if (r["ecut_ev"], r["kpt_density_per_ang"]) == tuple(production)]
     if not match:
         raise ValueError(f"the convergence check has no row for the production setting {production}")
-    r = match[0]
+    return (f"Production setting {production[0]:g} eV / {production[1]:g} k-points per 1/A, deviation from the "
+            f"reference: " + deviation_text(match[0], energy_mev_per_atom, force_mev_per_ang) + ".")
+
+
+def deviation_text(r: dict, energy_mev_per_atom: float = 5.0, force_mev_per_ang: float = 30.0) -> str:
+    """One check row's deviations from its reference, each against the data plan's tolerance: absolute energy and
+    the recorded energy differences (substitution per cell divided by its atoms; displacement and relaxation per
+    atom) in meV/atom, the largest force component in meV/A."""
     n = r.get("n_atoms") or 16  # the first committed check (one 16-atom cell) did not record it
     checks = [("absolute energy per atom", abs(r["d_energy_mev_per_atom"]), energy_mev_per_atom, "meV/atom")]
     if "d_substitution_mev" in r:
@@ -101,10 +108,8 @@ def convergence_verdict(rows: list[dict], energy_mev_per_atom: float = 5.0, forc
         if key in r:
             checks.append((name, abs(r[key]), energy_mev_per_atom, "meV/atom"))
     checks.append(("largest force component", r["d_force_max_mev_per_ang"], force_mev_per_ang, "meV/A"))
-    parts = [f"{name} {value:{'.1f' if value >= 1 else '.2g'}} {unit} "
-             f"({'within' if value <= tol else 'outside'} {tol:g})" for name, value, tol, unit in checks]
-    return (f"Production setting {production[0]:g} eV / {production[1]:g} k-points per 1/A, deviation from the "
-            f"reference: " + "; ".join(parts) + ".")
+    return "; ".join(f"{name} {value:{'.1f' if value >= 1 else '.2g'}} {unit} "
+                     f"({'within' if value <= tol else 'outside'} {tol:g})" for name, value, tol, unit in checks)
 
 
 #: The one setting naming the reader's own data (a VASP tree, an extxyz set or written pools); when set, every
@@ -266,7 +271,7 @@ def kpoint_table(path: Path = dft.DATA_ROOT / "convergence-kpoints.json") -> lis
 
 
 def kpoint_verdicts(path: Path = dft.DATA_ROOT / "convergence-kpoints.json") -> list[str]:
-    """Per configuration of the k-mesh check, :func:`convergence_verdict` of its production mesh against the
+    """Per configuration of the k-mesh check, :func:`deviation_text` of its production mesh against the
     densest mesh, then the intermediate mesh's deviations (one that does not shrink shows the noise floor)."""
     from . import dft_convergence
 
@@ -281,9 +286,8 @@ def kpoint_verdicts(path: Path = dft.DATA_ROOT / "convergence-kpoints.json") -> 
         if not prod or not ref:
             raise ValueError(f"{path}: {config_id} has no row for its production mesh {grid} or no reference")
         p, n = prod[0], prod[0]["n_atoms"]
-        verdict = convergence_verdict([ref[0], p], production=(p["ecut_ev"], p["kpt_density_per_ang"]))
         text = (f"{config_id} ({n} atoms), the production mesh {grid} against {ref[0]['kpts']} at "
-                f"{p['ecut_ev']:g} eV: " + verdict.split("deviation from the reference: ", 1)[1])
+                f"{p['ecut_ev']:g} eV: " + deviation_text(p) + ".")
         for r in mine:
             if r is not p and not r["reference"]:
                 text += (f" The {r['kpts']} mesh: absolute energy {r['d_energy_mev_per_atom']:+.1f} meV/atom, "

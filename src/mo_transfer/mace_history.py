@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .jobs import atomic_write_text
+
 #: Folder (inside mace's checkpoints folder, which mace ignores: it lists files only) for the checkpoint kept
 #: aside across a resume, with its validation loss.
 PRESERVED_DIR = "preserved"
@@ -98,12 +100,10 @@ def epochs_since_best(rows: list[dict]) -> int:
 def learning_curve_rows(rows: list[dict]) -> list[dict]:
     """Validation loss and errors per epoch: epoch 0 is the evaluation before any training (the initial weights:
     random for scratch, the foundation's for fine-tune), epoch k the end of the k-th training epoch."""
-    out = []
+    curve = [{**r, "epoch": r["epoch"] + 1} for r in validation_curve(rows)]
     first = next((r for r in rows if r.get("mode") in ("eval", "opt")), None)
     if first is not None and first.get("mode") == "eval" and first.get("epoch") is None:
-        out.append(first)  # the first process's evaluation before training (later ones are resumes)
-    curve = [{"epoch": 0, **{k: v for k, v in r.items() if k != "epoch"}} for r in out]
-    curve += [{**r, "epoch": r["epoch"] + 1} for r in validation_curve(rows)]
+        curve.insert(0, {**first, "epoch": 0})  # the first process's evaluation before training (later: resumes)
     return [{"epoch": r["epoch"], "loss": float(r["loss"]),
              "mae_e_mev_per_atom": 1000 * float(r.get("mae_e_per_atom", np.nan)),
              "mae_f_mev_per_ang": 1000 * float(r.get("mae_f", np.nan))} for r in curve]
@@ -182,7 +182,7 @@ def preserve_checkpoint(directory: Path, tag: str, rows: list[dict]) -> dict | N
         old.unlink()
     tmp.replace(folder / path.name)
     kept = {"file": path.name, "epoch": int(row["epoch"]), "loss": float(row["loss"])}
-    (folder / "preserved.json").write_text(json.dumps(kept))
+    atomic_write_text(folder / "preserved.json", json.dumps(kept))
     return kept
 
 

@@ -31,7 +31,7 @@ from ase.data import atomic_numbers as _Z
 
 from . import mace_history, structures
 from .mace_history import (epochs_since_best, learning_curve_rows, read_results,  # noqa: F401 (re-exported)
-                           summarize_results, validation_curve)
+                           summarize_results)
 from .foundation_models import (ENERGY_KEY, FORCES_KEY, _e0s_literal, file_sha256, load_model, model_e0s,
                                 resolve_foundation, versions)
 from .jobs import Job, JobFailed, atomic_write_text
