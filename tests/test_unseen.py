@@ -135,9 +135,10 @@ def test_refine_folds_hold_out_whole_trajectories_of_the_committed_data(pools):
     for k in (2, 3, len({traj_group(a) for a in new})):
         folds = unseen_study.refine_splits(seen, new, k)
         _check_partition(seen, new, folds)
-        for s in folds:  # one relaxation per element: the held-out elements are named, not hidden
+        for s in folds:  # a tested element without a trajectory left in training is named, not hidden
             tested = {unseen_models.element_key(a) for a in new if splits.frame_id(a) in set(s.test)}
-            assert s.params["untrained_elements"] == sorted(tested)
+            trained = {unseen_models.element_key(a) for a in new if splits.frame_id(a) in set(s.train)}
+            assert s.params["untrained_elements"] == sorted(tested - trained)
     again = unseen_study.refine_splits(seen, new, 3)[1].to_dict()
     assert again == unseen_study.refine_splits(list(reversed(seen)), list(reversed(new)), 3)[1].to_dict()
     with pytest.raises(splits.SplitError, match="k <= "):
