@@ -5,8 +5,10 @@ relaxed (E) frames of those trajectories, the FT-E_NE rows on all their frames. 
 by every row, and any two rows compare as a paired difference on identical frames (FT-E against FT-E_NE included).
 The paper's random split of FT-E_NE frames is kept beside its trajectory-lookup baseline, which shows its leak.
 
-Two protocols: ``paper`` (the paper's constants for both paradigms, lr 3e-4) and ``tuned`` (each paradigm's
-learning rate chosen on the validation loss of fold 0 from the profile's grid, then used on every fold).
+Two protocols: ``tuned`` (each paradigm's learning rate chosen on the validation loss of fold 0 from the profile's
+grid, then used on every fold and by the FT-E_NE rows), which carries the verdicts, and ``paper`` (the paper's
+constants for both paradigms, lr 3e-4), on the profile's ``paper_protocol_folds``: where its runs cannot stop early
+within the cap, more folds of them would only add flagged runs.
 Prose and tables live in :mod:`mo_transfer.iid_report`; this module computes.
 """
 
@@ -24,7 +26,7 @@ from . import cache, splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, seconds_per_frame_epoch, e_ids,
+from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, e_ids,
                            foundations_of, load_study_results, partition, restrict, settings, study_data,
                            trajectory_folds, work_dir)
 from .training import TRAIN_ELEMENTS
@@ -34,6 +36,8 @@ NOTEBOOK = "03_iid"
 SCHEMA = "mo_transfer.iid/2"
 #: The mace default-scaled scratch row is run at this scale only (what the paper most likely ran; one scale shows it).
 DEFAULT_SCALING_SCALE = "small"
+#: The experiment of the paper-protocol rows: FT-E frames of the profile's ``paper_protocol_folds``.
+PAPER_PROTOCOL = "FT-E, paper protocol"
 
 
 
@@ -66,25 +70,33 @@ def label(prefix: str, scale: str, protocol: str = "paper", extra: str = "") -> 
     return text + (f", {extra}" if extra else "")
 
 
-def e_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str, float]] | None) -> tuple[Row, ...]:
-    """Rows on the FT-E pool: zero-shot (raw, refit references), scratch and fine-tune under both protocols, and
-    mace's default-scaled scratch at one scale."""
+def e_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str, float]]) -> tuple[Row, ...]:
+    """Rows of the FT-E table, on every fold: zero-shot (raw, refit references), and scratch and fine-tune under
+    the tuned protocol (each paradigm at its lr of the fold-0 grid), which carry the verdicts; CHGNet's rows."""
     rows = []
     for scale in p.model_scales:
         f = foundations[scale]
         rows += [Row(label("Zero-shot-E", scale), "zero-shot", f, scale=scale),
-                 Row(label("Zero-shot-E", scale, extra="refit"), "zero-shot", f, scale=scale, refit_references=True),
-                 Row(label("Scratch-E", scale), "scratch", f, scale=scale, settings=settings(p)),
+                 Row(label("Zero-shot-E", scale, extra="refit"), "zero-shot", f, scale=scale, refit_references=True)]
+        for paradigm, prefix in (("scratch", "Scratch-E"), ("fine-tune", "FT-E")):
+            rows.append(Row(label(prefix, scale, "tuned"), paradigm, f, scale=scale, protocol="tuned",
+                            settings=settings(p, tuned[scale][paradigm])))
+    if p.chgnet_rows:
+        rows += chgnet_rows(p)
+    return tuple(rows)
+
+
+def paper_rows(p: Profile, foundations: dict[str, str]) -> tuple[Row, ...]:
+    """The paper's protocol (lr 3e-4 for both paradigms) per scale, and mace's default-scaled scratch at one scale
+    (what the paper most likely ran), on the profile's ``paper_protocol_folds``."""
+    rows = []
+    for scale in p.model_scales:
+        f = foundations[scale]
+        rows += [Row(label("Scratch-E", scale), "scratch", f, scale=scale, settings=settings(p)),
                  Row(label("FT-E", scale), "fine-tune", f, scale=scale, settings=settings(p))]
-        if tuned:
-            for paradigm, prefix in (("scratch", "Scratch-E"), ("fine-tune", "FT-E")):
-                rows.append(Row(label(prefix, scale, "tuned"), paradigm, f, scale=scale, protocol="tuned",
-                                settings=settings(p, tuned[scale][paradigm])))
         if scale == DEFAULT_SCALING_SCALE or (DEFAULT_SCALING_SCALE not in p.model_scales and scale == p.model_scales[0]):
             rows.append(Row(label("Scratch-E", scale, extra="mace default scaling"), "scratch", f, scale=scale,
                             protocol="mace-default", settings=settings(p, normalisation="rms_forces_scaling")))
-    if p.chgnet_rows:
-        rows += chgnet_rows(p)
     return tuple(rows)
 
 
@@ -98,10 +110,12 @@ def chgnet_rows(p: Profile) -> list[Row]:
             Row(label("FT-E", s), "fine-tune", f, backend="chgnet", scale=s, settings=settings(p, ema=False))]
 
 
-def ene_rows(p: Profile, foundations: dict[str, str], prefix: str = "FT-E_NE", extra: str = "") -> tuple[Row, ...]:
-    """Fine-tune rows on FT-E_NE frames (the paper's protocol), one per FT-E_NE scale of the profile."""
-    return tuple(Row(label(prefix, s, extra=extra), "fine-tune", foundations[s], scale=s, settings=settings(p))
-                 for s in p.iid_ene_scales or p.model_scales)
+def ene_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str, float]], extra: str = ""
+             ) -> tuple[Row, ...]:
+    """Fine-tune rows on FT-E_NE frames, one per FT-E_NE scale of the profile, at the tuned fine-tune lr of their
+    scale: compared with the tuned FT-E rows, the two pools differ only in their training frames."""
+    return tuple(Row(label("FT-E_NE", s, "tuned", extra), "fine-tune", foundations[s], scale=s, protocol="tuned",
+                     settings=settings(p, tuned[s]["fine-tune"])) for s in p.iid_ene_scales or p.model_scales)
 
 
 def lr_grid_rows(p: Profile, foundations: dict[str, str]) -> tuple[Row, ...]:
@@ -133,7 +147,7 @@ def select_lrs(grid_result: dict) -> dict[str, dict[str, float]]:
 
 
 def experiments(p: Profile, ne_frames: Sequence[Atoms], foundations: dict[str, str], work: Path,
-                tuned: dict[str, dict[str, float]] | None) -> list[Experiment]:
+                tuned: dict[str, dict[str, float]]) -> list[Experiment]:
     """The study's experiments on one trajectory partition (see the module docstring)."""
     n_ene = p.iid_folds_ene or p.iid_folds
     part, e_folds, ne_folds = trajectory_folds(p, ne_frames, work, n_ene)
@@ -141,12 +155,14 @@ def experiments(p: Profile, ne_frames: Sequence[Atoms], foundations: dict[str, s
                                                          s.name.replace("traj", "matched")), work)
                     for s, e in zip(part[:n_ene], e_folds))
     random = splits.iid_split(ne_frames, p.seed, name="random-r0")
+    n_paper = p.paper_protocol_folds or len(e_folds)
     exps = [Experiment("FT-E", "FT-E", e_folds, e_rows(p, foundations, tuned), TRAIN_ELEMENTS),
-            Experiment("FT-E_NE", "FT-E_NE", ne_folds, ene_rows(p, foundations), TRAIN_ELEMENTS),
+            Experiment(PAPER_PROTOCOL, "FT-E", e_folds[:n_paper], paper_rows(p, foundations), TRAIN_ELEMENTS),
+            Experiment("FT-E_NE", "FT-E_NE", ne_folds, ene_rows(p, foundations, tuned), TRAIN_ELEMENTS),
             Experiment("FT-E_NE size-matched", "FT-E_NE", matched,
-                       ene_rows(p, foundations, extra="size-matched"), TRAIN_ELEMENTS),
+                       ene_rows(p, foundations, tuned, extra="size-matched"), TRAIN_ELEMENTS),
             Experiment("FT-E_NE random split", "FT-E_NE", (prepare_fold(ne_frames, random, work),),
-                       ene_rows(p, foundations, extra="random split"), TRAIN_ELEMENTS, design="repeats")]
+                       ene_rows(p, foundations, tuned, extra="random split"), TRAIN_ELEMENTS, design="repeats")]
     return exps
 
 
@@ -212,31 +228,41 @@ def load_protocol_choice(profile: str | Profile, root: str | Path | None = None)
 
 
 def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: int) -> dict[str, float]:
-    """Core-hours the study should take at a profile's size, by experiment, from the measured per-frame epoch cost
-    (an estimate to size the profile against its budget; the notebook prints it beside the measured total)."""
+    """Core-hours the study should take at a profile's size, by experiment: runs x training frames x epochs to
+    early stopping (``study_common.epochs_to_stop``) x the measured per-frame epoch cost. The lr grid's slower
+    fine-tune rates and the paper-protocol fine-tunes run to the cap, as measured on fold 0; FT-E_NE runs are
+    assumed to need as many optimizer steps as FT-E fine-tunes (fewer epochs of more frames) plus the patience."""
     p = get_profile(profile)
-    extra = max(0, p.engine_patience - 10)
-    train_share = (p.iid_folds - 1) / p.iid_folds * 0.9
-    n_ene = p.iid_folds_ene or p.iid_folds
+    k, n_paper = p.iid_folds, p.paper_protocol_folds or p.iid_folds
+    train_share = (k - 1) / k * 0.9
+    n_ene = p.iid_folds_ene or k
+    cap = p.engine_max_epochs
     hours: dict[str, float] = {}
 
-    def add(name: str, scale: str, kind: str, runs: int, frames: float) -> None:
-        epochs = EPOCHS_TO_STOP[kind] + extra
-        cost_s = runs * frames * epochs * seconds_per_frame_epoch(scale, p.default_dtype)
-        hours[name] = hours.get(name, 0.0) + cost_s / 3600
+    def add(name: str, scale: str, runs: float, frames: float, epochs: float) -> None:
+        hours[name] = hours.get(name, 0.0) + runs * frames * epochs * seconds_per_frame_epoch(scale, p.default_dtype) / 3600
 
     n_e_train = n_e_frames * train_share
+    scratch, fine = epochs_to_stop("scratch", p), epochs_to_stop("fine-tune", p)
+
+    def ene_epochs(n_train: float) -> float:
+        return min(cap, max(1, EPOCHS_TO_STOP["fine-tune"] * n_e_train / max(n_train, 1)) + p.engine_patience)
+
     for s in p.model_scales:
-        default_row = 1 if s == p.model_scales[0] else 0  # mace's default-scaled scratch, one scale
-        add("FT-E", s, "scratch", (2 + default_row) * p.iid_folds, n_e_train)  # paper and tuned protocols
-        add("FT-E", s, "fine-tune", 2 * p.iid_folds, n_e_train)
-        for kind in ("scratch", "fine-tune"):
-            add("lr grid (fold 0)", s, kind, max(0, len(p.tuned_lrs) - 1), n_e_train)
+        n_lr = len(p.tuned_lrs)
+        add("lr grid (fold 0; its 3e-4 runs are the paper protocol's fold 0)", s, n_lr, n_e_train, scratch)
+        add("lr grid (fold 0; its 3e-4 runs are the paper protocol's fold 0)", s, 1, n_e_train, fine)
+        add("lr grid (fold 0; its 3e-4 runs are the paper protocol's fold 0)", s, n_lr - 1, n_e_train, cap)
+        add("FT-E, tuned protocol (folds 1 to K-1)", s, k - 1, n_e_train, scratch + fine)
+        add(PAPER_PROTOCOL, s, n_paper - 1, n_e_train, scratch + cap)
+        if s == DEFAULT_SCALING_SCALE or (DEFAULT_SCALING_SCALE not in p.model_scales and s == p.model_scales[0]):
+            add(PAPER_PROTOCOL, s, n_paper, n_e_train, scratch)  # mace's default-scaled scratch
         if s in (p.iid_ene_scales or p.model_scales):
-            add("FT-E_NE", s, "fine-tune", n_ene, n_ne_frames * train_share)
-            add("FT-E_NE size-matched", s, "fine-tune", n_ene, n_e_train)
-            add("FT-E_NE random split", s, "fine-tune", 1, n_ne_frames * 0.81)
+            n_ne_train = n_ne_frames * train_share
+            add("FT-E_NE", s, n_ene, n_ne_train, ene_epochs(n_ne_train))
+            add("FT-E_NE size-matched", s, n_ene, n_e_train, fine)
+            add("FT-E_NE random split", s, 1, n_ne_frames * 0.81, ene_epochs(n_ne_frames * 0.81))
     if p.chgnet_rows:
-        add("FT-E", "chgnet", "chgnet", 2 * p.iid_folds, n_e_train)
+        add("FT-E, CHGNet", "chgnet", 2 * k, n_e_train, epochs_to_stop("chgnet", p))
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}

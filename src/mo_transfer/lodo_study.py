@@ -20,7 +20,7 @@ from . import splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, seconds_per_frame_epoch, foundations_of,
+from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, foundations_of,
                            load_study_results, settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 
@@ -36,7 +36,7 @@ NE_VIEW = "NE"
 def rows(p: Profile, foundation: str) -> tuple[Row, ...]:
     """The fine-tuned model of a fold (MACE at the LODO scale, and CHGNet 0.3.0 when the profile runs it)."""
     out = [Row(f"FT-E({SCALE_LETTER[p.lodo_scale]})", "fine-tune", foundation, scale=p.lodo_scale,
-               settings=settings(p))]
+               settings=settings(p, p.transfer_lr))]
     if p.chgnet_rows:
         out.append(Row("FT-E(CHGNet)", "fine-tune", CHGNET_FOUNDATION, backend="chgnet", scale="chgnet",
                        settings=settings(p, ema=False)))
@@ -101,16 +101,14 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
 
 def estimate_core_hours(profile: str | Profile, n_e_frames: int) -> dict[str, float]:
     """Core-hours the LODO study should take at a profile's size: per fold one fine-tune of the LODO-scale model
-    (and of CHGNet), on about (1 - 1/11) of the FT-E pool, to early stopping at the measured epoch counts and
-    per-frame epoch costs of the IID study (``study_common.EPOCHS_TO_STOP``, ``seconds_per_frame_epoch``)."""
+    at the profile's transfer lr (and of CHGNet), on about (1 - 1/11) of the FT-E pool, to early stopping at the
+    epoch counts and per-frame epoch costs measured in the IID study (``study_common.epochs_to_stop``)."""
     p = get_profile(profile)
-    extra = max(0, p.engine_patience - 10)
     n_train = n_e_frames * (1 - 1 / 11) * 0.9
     folds = len(PROTOCOLS) * len(p.lodo_folds)
-    hours = {"MACE": folds * n_train * (EPOCHS_TO_STOP["fine-tune"] + extra)
+    hours = {"MACE": folds * n_train * epochs_to_stop("fine-tune", p)
              * seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) / 3600}
     if p.chgnet_rows:
-        hours["CHGNet"] = (folds * n_train * (EPOCHS_TO_STOP["chgnet"] + extra)
-                           * seconds_per_frame_epoch("chgnet") / 3600)
+        hours["CHGNet"] = folds * n_train * epochs_to_stop("chgnet", p) * seconds_per_frame_epoch("chgnet") / 3600
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}

@@ -52,16 +52,16 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def table1_rows(iid_results: dict | None, scale: str | None = None) -> list[dict]:
-    """The paper's Table 1 headline cells beside ours (value with its 95% bootstrap interval over structures, and
-    how many of the row's runs converged), at one scale letter: ``scale``, else M when we ran it (the paper's LODO
+    """The paper's Table 1 headline cells beside ours (value with its 95% bootstrap interval over structures, the
+    protocol of our row: tuned where the result has it, and how many of its runs converged), at one scale letter: ``scale``, else M when we ran it (the paper's LODO
     and DIPI scale), else the first scale we ran."""
     from . import iid_report
     from .engine import stats
 
     paper = metrics.load_paper_table1()
     exps = (iid_results or {}).get("experiments", {})
-    ran = [lab[len("FT-E("):-1] for lab in exps.get("FT-E", {}).get("errors", {})
-           if lab.startswith("FT-E(") and lab.endswith(")") and lab != "FT-E(CHGNet)"]
+    ran = [lab[len("FT-E("):].split(")")[0] for lab in exps.get("FT-E", {}).get("errors", {})
+           if lab.startswith("FT-E(") and not lab.startswith("FT-E(CHGNet)")]
     if scale is None:
         scale = "M" if "M" in ran or not ran else ran[0]
     rows = []
@@ -70,18 +70,23 @@ def table1_rows(iid_results: dict | None, scale: str | None = None) -> list[dict
         if paper_model is not None:
             hit = paper[paper["model"] == paper_model.format(x=scale)]
             pv = float(hit[metric].iloc[0]) if not hit.empty else None
-        ours, conv = "-", "-"
-        if row.format(x=scale) in exps.get(exp, {}).get("errors", {}):
-            errs = iid_report.errors_of(iid_results, exp, row.format(x=scale))
+        ours, conv, proto = "-", "-", "-"
+        labels = exps.get(exp, {}).get("errors", {})
+        prefix, _, extra = row.format(x=scale).partition(", ")
+        ours_row = iid_report.main_label(labels, prefix.split("(")[0], scale, extra)
+        if ours_row in labels:
+            errs = iid_report.errors_of(iid_results, exp, ours_row)
             ours = stats.bootstrap(errs, metric).text(1)
-            ok, n = iid_report.convergence(iid_results, exp, row.format(x=scale))
+            ok, n = iid_report.convergence(iid_results, exp, ours_row)
             conv = f"{ok}/{n}" if n else "no training"
+            proto = "tuned" if ", tuned" in ours_row else ("paper" if n else "-")
         chg = "-"
         chg_row = row.format(x="CHGNet")
         if exp == "FT-E" and chg_row in exps.get(exp, {}).get("errors", {}):
             chg = stats.bootstrap(iid_report.errors_of(iid_results, exp, chg_row), metric).text(1)
         rows.append({"quantity": f"{label} ({scale})", "unit": UNITS[metric], "paper's": _fmt(pv, 1),
-                     "ours [95% CI]": ours, "converged runs": conv, "ours, CHGNet 0.3.0 [95% CI]": chg})
+                     "ours [95% CI]": ours, "our protocol": proto, "converged runs": conv,
+                     "ours, CHGNet 0.3.0 [95% CI]": chg})
     return rows
 
 

@@ -30,7 +30,7 @@ from .engine.folds import kfold_splits, traj_group
 from .engine.records import FrameErrors
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (EPOCHS_TO_STOP, SCALE_LETTER, seconds_per_frame_epoch, foundations_of, load_study_results,
+from .study_common import (SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, foundations_of, load_study_results,
                            settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, REFINE, REFINE_FULL, SMOKE_SCAN_CANDIDATES,
@@ -116,9 +116,9 @@ def base_experiments(p: Profile, e_frames: Sequence[Atoms], found: str, work: Pa
     letter, s = SCALE_LETTER[p.lodo_scale], p.lodo_scale
     table = tuple(foundation.model_elements(foundation.load_model(found)))
     return [Experiment(BASE, "FT-E", (fold,), (Row(f"FT-E({letter})", "fine-tune", str(found), scale=s,
-                                                   settings=settings(p)),), TRAIN_ELEMENTS, design="repeats"),
+                                                   settings=settings(p, p.transfer_lr)),), TRAIN_ELEMENTS, design="repeats"),
             Experiment(BASE_FULL, "FT-E", (fold,), (Row(f"FT-E({letter}), full table", "fine-tune", str(found),
-                                                         scale=s, settings=settings(p)),), table, design="repeats")]
+                                                         scale=s, settings=settings(p, p.transfer_lr)),), table, design="repeats")]
 
 
 def model_path(result: dict) -> str:
@@ -134,8 +134,8 @@ def strategy_rows(p: Profile, found: str, dipi: str, swap: str, full: str) -> tu
             Row(DIPI, "zero-shot", str(dipi), scale=s),
             Row(E0_SWAP, "zero-shot", str(swap), scale=s),
             Row(FULL_TABLE, "zero-shot", str(full), scale=s),
-            Row(REFINE, "fine-tune", str(swap), scale=s, settings=settings(p)),
-            Row(REFINE_FULL, "fine-tune", str(full), scale=s, settings=settings(p)))
+            Row(REFINE, "fine-tune", str(swap), scale=s, settings=settings(p, p.transfer_lr)),
+            Row(REFINE_FULL, "fine-tune", str(full), scale=s, settings=settings(p, p.transfer_lr)))
 
 
 def by_element(errors: FrameErrors, element_of: dict[str, str]) -> dict[str, FrameErrors]:
@@ -246,7 +246,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_new_frames: i
     rows per fold on the FT-E training frames plus (1 - 1/K) of the new-element frames, to early stopping at the
     measured epoch count and per-frame epoch cost (``study_common``); evaluation alone is minutes."""
     p = get_profile(profile)
-    epochs = EPOCHS_TO_STOP["fine-tune"] + max(0, p.engine_patience - 10)
+    epochs = epochs_to_stop("fine-tune", p)
     cost = seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) * epochs / 3600
     base_train = n_e_frames * (1 - 1 / BASE_FOLDS) * 0.9
     refine_train = n_e_frames * 0.9 + n_new_frames * (1 - 1 / p.refine_folds)
