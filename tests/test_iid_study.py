@@ -129,29 +129,36 @@ def test_claims_are_paired_and_gated_on_convergence(better, converged, verdict):
     assert row["structures"] == 12
 
 
-def test_verdicts_rest_on_the_tuned_rows_and_the_paper_protocol_is_judged_on_its_own_folds():
-    """With tuned rows present, "fine-tune beats scratch" and the scale claim read them (all folds); the paper
-    protocol's runs, on fold 0 only and at their cap, give their own claim, which is not resolved."""
+def _two_protocol_result() -> dict:
+    """Tuned rows on 12 structures (fine-tune 20-30 meV/atom below scratch, forces 16 meV/A), the paper protocol on
+    4 of them with an unconverged fine-tune, and a composition-linear baseline 100 meV/atom above scratch that
+    predicts no force (5 meV/A)."""
     ids = [f"t{k}:0" for k in range(12)]
     base = np.random.default_rng(1).normal(50, 10, 12)
 
-    def errs(v, n=12):
-        return [FrameErrors(ids[:n], [f"t{k}" for k in range(n)], [16] * n, v[:n], [16.0] * n, [16.0] * n).to_dict()]
+    def errs(v, n=12, f=16.0):
+        return [FrameErrors(ids[:n], [f"t{k}" for k in range(n)], [16] * n, v[:n], [f] * n, [f] * n).to_dict()]
 
     def cell(row, ok):
         return {"row": row, "fold": "f0", "training": {"converged": ok}}
 
-    res = {"experiments": {
+    return {"experiments": {
         "FT-E": {"errors": {"FT-E(S), tuned": errs(base - 20), "Scratch-E(S), tuned": errs(base),
                             "FT-E(M), tuned": errs(base - 30), "Scratch-E(M), tuned": errs(base),
                             "Zero-shot-E(S)": errs(base + 50), "Zero-shot-E(S), refit": errs(base),
                             "Zero-shot-E(M)": errs(base + 50), "Zero-shot-E(M), refit": errs(base)},
-                 "baselines": {}, "rows": [],
+                 "baselines": {"zero force + composition-linear": errs(base + 100, f=5.0)}, "rows": [],
                  "cells": [cell(r, True) for r in ("FT-E(S), tuned", "Scratch-E(S), tuned", "FT-E(M), tuned",
                                                    "Scratch-E(M), tuned")]},
         iid_study.PAPER_PROTOCOL: {"errors": {"FT-E(S)": errs(base - 20, 4), "Scratch-E(S)": errs(base, 4)},
                                    "baselines": {}, "rows": [],
                                    "cells": [cell("FT-E(S)", False), cell("Scratch-E(S)", True)]}}}
+
+
+def test_verdicts_rest_on_the_tuned_rows_and_the_paper_protocol_is_judged_on_its_own_folds():
+    """With tuned rows present, "fine-tune beats scratch" and the scale claim read them (all folds); the paper
+    protocol's runs, on fold 0 only and at their cap, give their own claim, which is not resolved."""
+    res = _two_protocol_result()
     table = iid_report.claims_table(res).set_index(["claim", "metric"])
     e = "energy_mae (meV/atom)"
     assert table.loc[("fine-tune beats scratch (S, tuned protocol)", e), "verdict"] == "holds"
@@ -160,6 +167,23 @@ def test_verdicts_rest_on_the_tuned_rows_and_the_paper_protocol_is_judged_on_its
     assert table.loc[("fine-tuned energy error falls from S to M", e), "verdict"] == "holds"
     assert iid_report.main_label(res["experiments"]["FT-E"]["errors"], "FT-E", "S") == "FT-E(S), tuned"
     assert iid_report.main_label(["FT-E(CHGNet)"], "FT-E", "CHGNet") == "FT-E(CHGNet)"
+
+
+def test_findings_are_made_from_the_numbers_and_read_rows_against_the_baselines():
+    res = _two_protocol_result()
+    base = iid_report.baseline_comparisons(res).set_index("row")
+    assert set(base["energy verdict"]) == {"beats it"}  # every row is 50-150 meV/atom below the baseline
+    assert set(base["force verdict"]) == {"worse"}  # 16 meV/A against the zero-force predictor's 5
+    text = iid_report.findings_markdown(res)
+    claims = iid_report.claims_table(res)
+    held = claims[claims["verdict"] == "holds"].iloc[0]
+    assert held["paired difference [95% CI]"] in text and f"over {held['structures']} structures" in text
+    assert "**Not resolved:** " in text and "unconverged runs in FT-E(S)" in text
+    assert "0 of 8 rows beat it; worse than it: FT-E(S), tuned" in text
+    # a row that stops beating the energy baseline is named as such
+    res["experiments"]["FT-E"]["baselines"]["zero force + composition-linear"][0]["energy_error_mev_per_atom"] = \
+        [0.0] * 12
+    assert "worse than it: FT-E(S), tuned" in iid_report.findings_markdown(res).split("\n")[-2]
 
 
 def test_a_cache_of_the_old_layout_is_refused_with_the_recompute_command(tmp_path):

@@ -229,3 +229,71 @@ def verdicts_by_foundation(claims: pd.DataFrame) -> pd.DataFrame:
                              else "CHGNet" if chg_holds else "neither resolved as holding")
         out.append(line)
     return pd.DataFrame(out).fillna("-")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every row read against the trivial predictors, and the findings in words
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def baseline_comparisons(result: dict, experiment: str = "FT-E") -> pd.DataFrame:
+    """Each row against the composition-linear baseline on the frames both cover: energy MAE minus the baseline's,
+    and force MAE minus the zero-force predictor's (the baseline predicts no force), each a paired difference with
+    its 95% interval and whether the row beats the baseline (interval below zero), loses to it, or is not resolved."""
+    from .engine.baselines import COMPOSITION_LINEAR
+
+    exp = result["experiments"][experiment]
+    if COMPOSITION_LINEAR not in exp["baselines"]:
+        return pd.DataFrame()
+    base_all = errors_of(result, experiment, COMPOSITION_LINEAR)
+    lines = []
+    for label in exp["errors"]:
+        row_all = errors_of(result, experiment, label)
+        common = [f for f in row_all.frame_ids if f in set(base_all.frame_ids)]
+        a, b = row_all.subset(common), base_all.subset(common)
+        line = {"row": label, "structures": len(set(a.group_ids))}
+        if not common:  # the baseline covers none of the row's frames (a composition training never saw)
+            lines.append({**line, "energy verdict": "no shared frames", "force verdict": "no shared frames"})
+            continue
+        for metric, what in (("energy_mae", "energy: row - composition-linear"), ("force_mae", "force: row - zero force")):
+            diff = stats.paired_difference(a, b, metric)
+            line[f"{what} ({METRIC_UNITS[metric]}) [95% CI]"] = diff.text(1)
+            line[f"{metric.split('_')[0]} verdict"] = {"holds": "beats it", "fails": "worse", "not resolved":
+                                                       "not resolved"}[stats.verdict(diff, expect="negative")]
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def findings_markdown(result: dict, claims: pd.DataFrame | None = None) -> str:
+    """What the IID result says, in words made from its numbers: the tally of the paper's claims, each claim that
+    holds or fails with its paired difference, the unresolved ones named, and which rows beat the trivial
+    predictors. Nothing in it is typed by hand, so it cannot drift from the cache."""
+    table = claims_table(result) if claims is None else claims
+    lines = [tally_text(table), ""]
+    for verdict, head in (("holds", "Holds"), ("fails", "Fails")):
+        hit = table[table["verdict"] == verdict]
+        for _, r in hit.iterrows():
+            lines.append(f"- **{head}:** {r['claim']}, {r['metric'].replace('_mae', ' MAE')}: {r['ours, better row']} against "
+                         f"{r['ours, worse row']}, paired difference {r['paired difference [95% CI]']} over "
+                         f"{r['structures']} structures (the paper: {r['paper (better vs worse)']}).")
+    unresolved = table[table["verdict"] == "not resolved"]
+    if len(unresolved):
+        names = [f"{r['claim']} ({r['metric'].split(' ')[0].replace('_mae', ' MAE')}{'; ' + r['note'] if r['note'] else ''})"
+                 for _, r in unresolved.iterrows()]
+        lines.append("- **Not resolved:** " + "; ".join(names) + ".")
+    base = baseline_comparisons(result)
+    if len(base):
+        lines.append("")
+        for metric, what in (("energy", "the composition-linear energy baseline"),
+                             ("force", "the zero-force predictor")):
+            col = f"{metric} verdict"
+            worse = list(base.loc[base[col] == "worse", "row"])
+            unres = list(base.loc[base[col] == "not resolved", "row"])
+            beat = list(base.loc[base[col] == "beats it", "row"])
+            text = f"Against {what} on the same structures: {len(beat)} of {len(base)} rows beat it"
+            if worse:
+                text += f"; worse than it: {', '.join(worse)}"
+            if unres:
+                text += f"; not resolved: {', '.join(unres)}"
+            lines.append(text + ".")
+    return "\n".join(lines)
