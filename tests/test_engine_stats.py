@@ -271,3 +271,27 @@ def test_tally_counts_all_three_verdicts():
     assert stats.tally([]) == {"holds": 0, "fails": 0, "not resolved": 0}
     with pytest.raises(ValueError, match="unknown verdict"):
         stats.tally(["holds", "maybe"])
+
+
+def test_training_cost_sums_each_run_once_by_backend():
+    from mo_transfer.engine.tables import training_cost
+
+    def exp(cells, rows):
+        return {"rows": [{"label": r, "backend": b} for r, b in rows], "cells": cells}
+
+    def cell(row, path, wall):
+        return {"row": row, "fold": "f0", "training": {"model_path": path, "wall_s": wall}}
+
+    grid = exp([cell("ft lr 3e-4", "/r/a.model", 1800.0), cell("sc lr 3e-4", "/r/b.model", 360.0)],
+               [("ft lr 3e-4", "mace"), ("sc lr 3e-4", "mace")])
+    paper = exp([cell("FT-E(S)", "/r/a.model", 1800.0), {"row": "Zero-shot-E(S)", "fold": "f0"}],
+                [("FT-E(S)", "mace"), ("Zero-shot-E(S)", "mace")])  # fold 0's run is the grid's: counted once
+    chg = exp([cell("FT-E(CHGNet)", "/r/c.pt", 720.0)], [("FT-E(CHGNet)", "chgnet")])
+    cost = training_cost({"lr_grid": grid, "experiments": {"paper": paper, "FT-E": chg}})
+    assert cost == {"chgnet": 0.2, "mace": 0.6, "total": 0.8, "runs": 3}
+    assert training_cost({"experiments": {}}) == {"total": 0.0, "runs": 0}
+    from mo_transfer.engine.tables import cost_text
+
+    text = cost_text({"lr_grid": grid, "experiments": {"paper": paper, "FT-E": chg}, "wall_s": 360.0}, 1.5)
+    assert text == ("Training measured: 0.80 core-hours over 3 runs (CHGNet 0.20, MACE 0.60), against an estimate "
+                    "of 1.50; the process that wrote this cache ran 0.10 h.")

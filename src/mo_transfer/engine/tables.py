@@ -70,3 +70,46 @@ def training_table(result: dict, experiment: str) -> pd.DataFrame:
 
 def _num(v, digits: int):
     return None if v is None else round(float(v), digits)
+
+
+def training_cost(result: dict) -> dict[str, float]:
+    """Measured training cost of a study result, in core-hours by backend (each run trains on one thread): the
+    wall time each run record reports, summed over every engine experiment found anywhere in the result (an lr
+    grid, the experiments, a study's nested parts), a run shared by two experiments counted once. A study resumed
+    over several sessions has a process wall time of its last session only; this sum is the whole cost."""
+    seen: dict[str, tuple[str, float]] = {}
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "cells" in node and "rows" in node and isinstance(node["cells"], list):
+                backend = {r["label"]: r.get("backend", "mace") for r in node["rows"] if isinstance(r, dict)}
+                for cell in node["cells"]:
+                    t = cell.get("training")
+                    if t and t.get("model_path") and t.get("wall_s") is not None:
+                        seen.setdefault(t["model_path"], (backend.get(cell["row"], "mace"), float(t["wall_s"])))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(result)
+    out: dict[str, float] = {}
+    for backend, wall in seen.values():
+        out[backend] = out.get(backend, 0.0) + wall / 3600
+    out = {k: round(v, 2) for k, v in sorted(out.items())}
+    out["total"] = round(sum(w for _, w in seen.values()) / 3600, 2)
+    out["runs"] = len(seen)
+    return out
+
+
+def cost_text(result: dict, estimate_core_hours: float | None = None) -> str:
+    """One sentence for a notebook: the measured training cost by backend beside the estimate the profile was
+    sized with, and the wall time of the process that wrote the cache."""
+    cost = training_cost(result)
+    parts = ", ".join(f"{k.upper() if k == 'mace' else 'CHGNet' if k == 'chgnet' else k} {v:.2f}"
+                      for k, v in cost.items() if k not in ("total", "runs"))
+    text = f"Training measured: {cost['total']:.2f} core-hours over {cost['runs']} runs ({parts or 'none'})"
+    if estimate_core_hours is not None:
+        text += f", against an estimate of {estimate_core_hours:.2f}"
+    return text + f"; the process that wrote this cache ran {result.get('wall_s', 0.0) / 3600:.2f} h."
