@@ -60,3 +60,16 @@ def test_readme_quotes_the_cached_prior_study():
         diffs = prior_report.generation_differences(result)
         for _, row in diffs[diffs["experiment"] == "FT-E"].iterrows():
             assert row["v2 - v1 [95% CI]"] in text, (row["scale"], row["metric"])
+
+
+def test_readme_quotes_the_cpu_profiles_estimates():
+    """The README's profile table gives the cpu profile's IID and LODO core-hour estimates on the committed pools
+    (57 relaxed of 300 frames), as iid_study and lodo_study compute them."""
+    from mo_transfer import iid_study, lodo_study
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `cpu` |"))
+    iid = iid_study.estimate_core_hours("cpu", 57, 300)["total"]
+    lodo = lodo_study.estimate_core_hours("cpu", 57)["total"]
+    assert f"estimated {iid:.1f} core-hours" in row and f"(estimated {lodo:.1f} core-hours)" in row
+    assert "paper protocol runs on fold 0 only" in text
