@@ -295,3 +295,27 @@ def test_training_cost_sums_each_run_once_by_backend():
     text = cost_text({"lr_grid": grid, "experiments": {"paper": paper, "FT-E": chg}, "wall_s": 360.0}, 1.5)
     assert text == ("Training measured: 0.80 core-hours over 3 runs (CHGNet 0.20, MACE 0.60), against an estimate "
                     "of 1.50; the process that wrote this cache ran 0.10 h.")
+
+
+def test_energy_parity_panels_rebuild_predictions_from_cached_errors():
+    from ase import Atoms
+
+    from mo_transfer import splits
+    from mo_transfer.engine.records import FrameErrors
+    from mo_transfer.engine.tables import energy_parity_panels
+
+    frames = []
+    for k in range(3):
+        a = Atoms("Mo2", positions=[[0, 0, 0], [1.5, 1.5, 1.5]], cell=[3, 3, 3], pbc=True)
+        a.info.update(REF_energy=-20.0 - k, config_id=f"c{k}", dopant_set="-", state="E", traj_id=f"t{k}", step=0)
+        frames.append(a)
+    ids = [splits.frame_id(a) for a in frames]
+    errs = FrameErrors(ids, ["t0", "t1", "t2"], [2, 2, 2], [10.0, -20.0, 0.0], [0.0] * 3, [0.0] * 3).to_dict()
+    result = {"experiments": {"FT-E": {"rows": [{"label": "FT-E(S)", "paradigm": "fine-tune"}],
+                                       "errors": {"FT-E(S)": [errs]}, "baselines": {}, "cells": []}}}
+    (panel,) = energy_parity_panels(result, "FT-E", ["FT-E(S)"], frames)
+    assert panel["paradigm"] == "fine-tune" and panel["config_id"] == ["c0", "c1", "c2"]
+    assert np.allclose(panel["ref_ev_per_atom"], [-10.0, -10.5, -11.0])
+    assert np.allclose(panel["pred_ev_per_atom"], [-9.99, -10.52, -11.0])
+    with pytest.raises(KeyError, match="not in the frames given"):
+        energy_parity_panels(result, "FT-E", ["FT-E(S)"], frames[:2])

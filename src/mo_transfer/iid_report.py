@@ -48,6 +48,26 @@ def main_label(labels, prefix: str, letter: str, extra: str = "") -> str:
     return tuned if tuned in set(labels) else f"{prefix}({letter}){tail}"
 
 
+def scale_letters(result: dict) -> list[str]:
+    """The foundations of the FT-E table, in order: GOHomS-mini / MACE-MP-0 scales, then CHGNet."""
+    labels = result["experiments"]["FT-E"]["errors"]
+    return sorted({lab[len("FT-E("):].split(")")[0] for lab in labels if lab.startswith("FT-E(")},
+                  key=lambda x: ("SMLC".index(x[0]), x))
+
+
+def paradigm_labels(result: dict, letter: str) -> list[str]:
+    """Zero-shot (raw), scratch and fine-tune of one foundation: the rows that carry its verdicts."""
+    labels = result["experiments"]["FT-E"]["errors"]
+    return [main_label(labels, prefix, letter) for prefix in ("Zero-shot-E", "Scratch-E", "FT-E")]
+
+
+def energy_parity_panels(result: dict, experiment: str, labels, frames) -> list[dict]:
+    """:func:`mo_transfer.engine.tables.energy_parity_panels` of an IID result."""
+    from .engine.tables import energy_parity_panels as panels
+
+    return panels(result, experiment, labels, frames)
+
+
 def claims(result: dict) -> list[Claim]:
     """The IID claims the result can test, per scale and backend present: on the tuned protocol where the result
     has it (its runs stop early), and the paper protocol's fine-tune-beats-scratch on its own folds."""
@@ -56,8 +76,7 @@ def claims(result: dict) -> list[Claim]:
     rows_ne = set(exps.get("FT-E_NE", {}).get("errors", {}))
     rows_sm = set(exps.get("FT-E_NE size-matched", {}).get("errors", {}))
     rows_pp = set(exps.get(PAPER_PROTOCOL, {}).get("errors", {}))
-    letters = sorted({lab[len("FT-E("):].split(")")[0] for lab in rows_e if lab.startswith("FT-E(")},
-                     key=lambda x: ("SMLC".index(x[0]), x))
+    letters = scale_letters(result)
     out: list[Claim] = []
     for x in letters:
         ft, sc, zs = (main_label(rows_e, p, x) for p in ("FT-E", "Scratch-E", "Zero-shot-E"))

@@ -138,3 +138,25 @@ def exceptions_markdown(result: dict, row: str, elements: tuple[str, ...] = ("Cr
             parts.append(f"**{el}**: {better} (Strict - Relaxed {line['Strict - Relaxed [95% CI]']} meV/atom on "
                          f"{line['shared structures']} shared structures).")
     return " ".join(parts)
+
+
+def parity_panels(result: dict, frames) -> list[dict]:
+    """Energy parity panels of every model under each protocol, pooled over the held-out elements (each structure
+    predicted by the fold that held its element out), rebuilt from the cached errors and the pool's frames."""
+    from .engine.tables import energy_parity_panels
+
+    panels = []
+    for protocol in result.get("protocols", ("strict", "relaxed")):
+        for row in row_labels(result):
+            merged: dict = {}
+            for el in result["elements"]:
+                name = f"{el} {protocol}"
+                if name not in result["experiments"] or row not in result["experiments"][name]["errors"]:
+                    continue
+                (p,) = energy_parity_panels(result, name, [row], frames)
+                for k, v in p.items():
+                    merged[k] = merged.get(k, []) + v if isinstance(v, list) else v
+            if merged:
+                merged["title"] = f"{row}, {protocol.capitalize()}-LODO"
+                panels.append(merged)
+    return panels

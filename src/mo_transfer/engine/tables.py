@@ -113,3 +113,30 @@ def cost_text(result: dict, estimate_core_hours: float | None = None) -> str:
     if estimate_core_hours is not None:
         text += f", against an estimate of {estimate_core_hours:.2f}"
     return text + f"; the process that wrote this cache ran {result.get('wall_s', 0.0) / 3600:.2f} h."
+
+
+def energy_parity_panels(result: dict, experiment: str, labels, frames, titles: dict[str, str] | None = None
+                         ) -> list[dict]:
+    """Panels for :func:`mo_transfer.plots.energy_parity` from a cached result: each row's predicted energy per atom
+    is the DFT energy of its test frame plus the cached per-frame error, so a parity plot needs no model (the cache
+    keeps per-frame energy errors, not force components, so force parity is not drawn from it). ``frames`` are the
+    pool's frames with ``REF_energy`` (matched by frame id); a row frame missing from them is an error."""
+    from .. import splits
+
+    by_id = {splits.frame_id(a): a for a in frames}
+    rows = {r["label"]: r for r in result["experiments"][experiment]["rows"]}
+    panels = []
+    for label in labels:
+        errs = errors_of(result, experiment, label)
+        missing = [f for f in errs.frame_ids if f not in by_id]
+        if missing:
+            raise KeyError(f"{experiment}, row {label!r}: {len(missing)} test frame(s) not in the frames given, "
+                           f"e.g. {missing[0]}")
+        atoms = [by_id[f] for f in errs.frame_ids]
+        ref = [float(a.info["REF_energy"]) / len(a) for a in atoms]
+        err = [float(e) for e in errs.energy_error_mev_per_atom]
+        panels.append({"title": (titles or {}).get(label, label), "paradigm": rows.get(label, {}).get("paradigm", "model"),
+                       "ref_ev_per_atom": ref, "pred_ev_per_atom": [r + e / 1000 for r, e in zip(ref, err)],
+                       "error_mev_per_atom": err,
+                       **{k: [str(a.info.get(k, "?")) for a in atoms] for k in ("config_id", "dopant_set", "state")}})
+    return panels
