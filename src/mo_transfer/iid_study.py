@@ -26,7 +26,7 @@ from . import cache, splits
 from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, EPOCHS_TO_STOP, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, e_ids,
+from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, e_ids,
                            foundations_of, load_study_results, partition, restrict, settings, study_data,
                            trajectory_folds, work_dir)
 from .training import TRAIN_ELEMENTS
@@ -243,12 +243,13 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
         hours[name] = hours.get(name, 0.0) + runs * frames * epochs * seconds_per_frame_epoch(scale, p.default_dtype) / 3600
 
     n_e_train = n_e_frames * train_share
-    scratch, fine = epochs_to_stop("scratch", p), epochs_to_stop("fine-tune", p)
+    scratch = epochs_to_stop("scratch", p)
 
-    def ene_epochs(n_train: float) -> float:
-        return min(cap, max(1, EPOCHS_TO_STOP["fine-tune"] * n_e_train / max(n_train, 1)) + p.engine_patience)
+    def ene_epochs(n_train: float, fine: int) -> float:
+        return min(cap, max(1, (fine - p.engine_patience) * n_e_train / max(n_train, 1)) + p.engine_patience)
 
     for s in p.model_scales:
+        fine = epochs_to_stop("fine-tune", p, s)
         n_lr = len(p.tuned_lrs)
         add("lr grid (fold 0; its 3e-4 runs are the paper protocol's fold 0)", s, n_lr, n_e_train, scratch)
         add("lr grid (fold 0; its 3e-4 runs are the paper protocol's fold 0)", s, 1, n_e_train, fine)
@@ -259,9 +260,9 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
             add(PAPER_PROTOCOL, s, n_paper, n_e_train, scratch)  # mace's default-scaled scratch
         if s in (p.iid_ene_scales or p.model_scales):
             n_ne_train = n_ne_frames * train_share
-            add("FT-E_NE", s, n_ene, n_ne_train, ene_epochs(n_ne_train))
+            add("FT-E_NE", s, n_ene, n_ne_train, ene_epochs(n_ne_train, fine))
             add("FT-E_NE size-matched", s, n_ene, n_e_train, fine)
-            add("FT-E_NE random split", s, 1, n_ne_frames * 0.81, ene_epochs(n_ne_frames * 0.81))
+            add("FT-E_NE random split", s, 1, n_ne_frames * 0.81, ene_epochs(n_ne_frames * 0.81, fine))
     if p.chgnet_rows:
         add("FT-E, CHGNet", "chgnet", 2 * k, n_e_train, epochs_to_stop("chgnet", p))
     hours["total"] = sum(hours.values())

@@ -106,7 +106,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int) -> dict[str, fl
     p = get_profile(profile)
     n_train = n_e_frames * (1 - 1 / 11) * 0.9
     folds = len(PROTOCOLS) * len(p.lodo_folds)
-    hours = {"MACE": folds * n_train * epochs_to_stop("fine-tune", p)
+    hours = {"MACE": folds * n_train * epochs_to_stop("fine-tune", p, p.lodo_scale)
              * seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) / 3600}
     if p.chgnet_rows:
         hours["CHGNet"] = folds * n_train * epochs_to_stop("chgnet", p) * seconds_per_frame_epoch("chgnet") / 3600

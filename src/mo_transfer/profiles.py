@@ -200,19 +200,16 @@ PROFILES: dict[str, Profile] = {
         # Two of the paper's three scales: the large one trains about 3x slower per epoch on a CPU (benchmarks/
         # training.py), which the 2-core budget cannot carry for every Table 1 row; LODO uses medium, as the paper.
         model_scales=("small", "medium"),
-        # LODO and the unseen elements at S, with all 11 LODO folds: at the paper's M a fine-tune takes about 29 min
-        # on one core (5 s per epoch, about 320 epochs to early stopping), so 22 LODO runs would be about 11
-        # core-hours against the 6 of the LODO issue; at S about 4.
-        lodo_scale="small",
-        # the IID lr grid on fold 0: at S fine-tuning stopped early at 5e-3 (epoch 317) and ran into the 400-epoch
-        # cap at 1e-3 and at the paper's 3e-4 (tests check this against the cached grid)
+        lodo_scale="medium",
+        # the IID lr grid on fold 0: fine-tuning stopped early at 5e-3 (epoch 317 at S, 105 at M) and ran into the
+        # 400-epoch cap at 1e-3 and at the paper's 3e-4 (tests check this against the cached grid)
         transfer_lr=5e-3,
         max_epochs=30,
         num_channels=32,
         max_L=0,
         iid_repeats_e=2,
         iid_repeats_ene=1,
-        # all 11 folds, as the paper: lodo_study.estimate_core_hours puts the MACE (S) and CHGNet runs at about 6.3
+        # all 11 folds, as the paper: lodo_study.estimate_core_hours puts the MACE (M) and CHGNet runs at about 5.6
         # core-hours on our 57 FT-E frames (the budget of its issue is about 6)
         lodo_elements=None,
         refine_repeats=2,

@@ -35,17 +35,20 @@ def seconds_per_frame_epoch(scale: str, default_dtype: str = "float64") -> float
         return SECONDS_PER_FRAME_EPOCH[scale]
     return SECONDS_PER_FRAME_EPOCH[scale] * DTYPE_COST[default_dtype]
 #: Epochs a run takes to early stopping with patience 20 (MEASURED_PATIENCE), measured on IID fold 0 of the cpu
-#: profile (GOHomS-mini v2 S and M, float32): scratch 33 at lr 5e-3 and 63 at 1e-3 (the tuned rates of S and M);
-#: fine-tune 317 at 5e-3 (S), while at 1e-3 and the paper's 3e-4 it ran into the 400-epoch cap still improving;
-#: CHGNet fine-tune 51 at patience 10 (benchmarks/protocol_choice.py), so 61 at 20.
+#: profile (GOHomS-mini v2, float32): scratch 33 at lr 5e-3 and 63 at 1e-3 (the tuned rates of S and M);
+#: fine-tune at 5e-3 317 at S and 105 at M, while at 1e-3 and the paper's 3e-4 both ran into the 400-epoch cap
+#: still improving; CHGNet fine-tune 51 at patience 10 (benchmarks/protocol_choice.py), so 61 at 20.
 EPOCHS_TO_STOP: dict[str, int] = {"scratch": 50, "fine-tune": 320, "chgnet": 61}
+#: Where a scale measured differently from the kind's count above.
+EPOCHS_TO_STOP_BY_SCALE: dict[tuple[str, str], int] = {("fine-tune", "medium"): 110}
 MEASURED_PATIENCE = 20
 
 
-def epochs_to_stop(kind: str, p: Profile) -> int:
-    """Epochs a run of ``kind`` ("scratch", "fine-tune", "chgnet") should take under a profile's patience and cap:
-    the measured count plus the patience beyond the measured one, at most the cap."""
-    return min(p.engine_max_epochs, EPOCHS_TO_STOP[kind] + max(0, p.engine_patience - MEASURED_PATIENCE))
+def epochs_to_stop(kind: str, p: Profile, scale: str = "") -> int:
+    """Epochs a run of ``kind`` ("scratch", "fine-tune", "chgnet") at ``scale`` should take under a profile's
+    patience and cap: the measured count plus the patience beyond the measured one, at most the cap."""
+    measured = EPOCHS_TO_STOP_BY_SCALE.get((kind, scale), EPOCHS_TO_STOP[kind])
+    return min(p.engine_max_epochs, measured + max(0, p.engine_patience - MEASURED_PATIENCE))
 
 
 def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation", ema: bool = True

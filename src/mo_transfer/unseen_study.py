@@ -246,7 +246,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_new_frames: i
     rows per fold on the FT-E training frames plus (1 - 1/K) of the new-element frames, to early stopping at the
     measured epoch count and per-frame epoch cost (``study_common``); evaluation alone is minutes."""
     p = get_profile(profile)
-    epochs = epochs_to_stop("fine-tune", p)
+    epochs = epochs_to_stop("fine-tune", p, p.lodo_scale)
     cost = seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) * epochs / 3600
     base_train = n_e_frames * (1 - 1 / BASE_FOLDS) * 0.9
     refine_train = n_e_frames * 0.9 + n_new_frames * (1 - 1 / p.refine_folds)
