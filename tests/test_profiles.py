@@ -71,3 +71,18 @@ def test_profiles_are_frozen_and_tabulate():
     settings = {r["setting"]: r["value"] for r in get_profile("paper").summary_rows()}
     assert settings["lodo_elements"] == "all 11" and settings["max_frames"] == "all"
     assert settings["model_scales"] == "small, medium, large"
+
+
+def test_the_introduction_states_the_cpu_profile_as_it_is():
+    """book/intro.md's profile table and 'what differs' list say what the cpu profile runs (they once said 30 epochs
+    and 4 LODO folds long after the profile changed)."""
+    from pathlib import Path
+
+    p = get_profile("cpu")
+    intro = (Path(__file__).resolve().parents[1] / "book" / "intro.md").read_text()
+    row = next(line for line in intro.splitlines() if line.startswith("| `cpu` |"))
+    letters = {"small": "S", "medium": "M", "large": "L"}
+    assert " / ".join(letters[s] for s in p.model_scales) in row and f"{p.iid_folds} trajectory folds" in row
+    assert f"patience {p.engine_patience}, cap {p.engine_max_epochs}" in row
+    assert f"all {len(p.lodo_folds)} LODO folds at {letters[p.lodo_scale]}" in row
+    assert "CHGNet 0.3.0" in row and "{cite:p}`deng2023chgnet`" in intro
