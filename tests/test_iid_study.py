@@ -205,3 +205,20 @@ def test_the_cpu_profile_fits_its_core_hour_budget():
     assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"), abs=0.05)
     # the estimate grows with the folds it must train
     assert iid_study.estimate_core_hours("gpu", 57, 300)["total"] > est["total"]
+
+
+def test_the_lr_grid_table_marks_the_chosen_rate_and_runs_that_hit_the_cap():
+    def cell(label, losses, converged):
+        curve = [{"epoch": k, "loss": v, "energy_mae_mev_per_atom": 10 * v, "force_mae_mev_per_ang": 20 * v}
+                 for k, v in enumerate(losses)]
+        return {"row": label, "fold": "f0", "training": {"curve": curve, "converged": converged, "epochs_run": len(losses),
+                                                         "best_epoch": int(np.argmin(losses)), "wall_s": 60.0}}
+
+    grid = {"rows": [{"label": f"ft {lr}", "scale": "small", "paradigm": "fine-tune", "settings": {"lr": lr}}
+                     for lr in (3e-4, 5e-3)],
+            "cells": [cell("ft 0.0003", [3, 2, 1.0], False), cell("ft 0.005", [3, 1.5, 1.6], True)]}
+    result = {"lr_grid": grid, "tuned_lrs": iid_study.select_lrs(grid)}
+    table = iid_report.lr_grid_table(result).set_index("lr")
+    assert table.loc[5e-3, "chosen"] == "yes" and table.loc[3e-4, "chosen"] == ""  # lower loss, but at its cap
+    assert table.loc[3e-4, "stopped early"] == "NO (cap)" and table.loc[5e-3, "best valid loss"] == 1.5
+    assert len(iid_report.curve_runs(result, "lr-grid")) == 2

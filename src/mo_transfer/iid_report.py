@@ -151,10 +151,12 @@ def tally_text(table: pd.DataFrame) -> str:
 
 
 def curve_runs(result: dict, experiment: str = "FT-E") -> list[dict]:
-    """Trained runs with their validation curves, for :func:`mo_transfer.plots.learning_curves`."""
-    rows = {r["label"]: r for r in result["experiments"][experiment]["rows"]}
+    """Trained runs with their validation curves, for :func:`mo_transfer.plots.learning_curves` (``"lr-grid"``: the
+    fold-0 learning-rate grid)."""
+    exp = result["lr_grid"] if experiment == "lr-grid" else result["experiments"][experiment]
+    rows = {r["label"]: r for r in exp["rows"]}
     out = []
-    for cell in result["experiments"][experiment]["cells"]:
+    for cell in exp["cells"]:
         if "training" in cell:
             out.append({"name": f"{cell['row']} {cell['fold']}", "label": cell["row"],
                         "paradigm": rows[cell["row"]]["paradigm"], "curve": cell["training"]["curve"]})
@@ -316,3 +318,25 @@ def findings_markdown(result: dict, claims: pd.DataFrame | None = None) -> str:
                 text += f"; not resolved: {', '.join(unres)}"
             lines.append(text + ".")
     return "\n".join(lines)
+
+
+def lr_grid_table(result: dict) -> pd.DataFrame:
+    """The tuned protocol's evidence: every fold-0 grid run (scale, paradigm, lr) with how it stopped, its best
+    validation loss and errors, and which rate was chosen (the lowest loss among runs that stopped early)."""
+    grid = result["lr_grid"]
+    rows = {r["label"]: r for r in grid["rows"]}
+    chosen = result.get("tuned_lrs", {})
+    lines = []
+    for cell in grid["cells"]:
+        row, t = rows[cell["row"]], cell["training"]
+        best = min(t["curve"], key=lambda c: c["loss"]) if t["curve"] else {}
+        lr = row["settings"]["lr"]
+        lines.append({"scale": row["scale"], "paradigm": row["paradigm"], "lr": lr,
+                      "epochs run": t["epochs_run"], "best epoch": t["best_epoch"],
+                      "stopped early": "yes" if t["converged"] else "NO (cap)",
+                      "best valid loss": round(best.get("loss", float("nan")), 5),
+                      "valid energy MAE (meV/atom)": round(best.get("energy_mae_mev_per_atom", float("nan")), 2),
+                      "valid force MAE (meV/Å)": round(best.get("force_mae_mev_per_ang", float("nan")), 1),
+                      "wall (min)": round(t["wall_s"] / 60, 1),
+                      "chosen": "yes" if chosen.get(row["scale"], {}).get(row["paradigm"]) == lr else ""})
+    return pd.DataFrame(lines)
