@@ -61,13 +61,6 @@ def paradigm_labels(result: dict, letter: str) -> list[str]:
     return [main_label(labels, prefix, letter) for prefix in ("Zero-shot-E", "Scratch-E", "FT-E")]
 
 
-def energy_parity_panels(result: dict, experiment: str, labels, frames) -> list[dict]:
-    """:func:`mo_transfer.engine.tables.energy_parity_panels` of an IID result."""
-    from .engine.tables import energy_parity_panels as panels
-
-    return panels(result, experiment, labels, frames)
-
-
 def claims(result: dict) -> list[Claim]:
     """The IID claims the result can test, per scale and backend present: on the tuned protocol where the result
     has it (its runs stop early), and the paper protocol's fine-tune-beats-scratch on its own folds."""
