@@ -152,8 +152,13 @@ def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str
         {"aspect": "model scales trained", "paper": "S, M, L", "ours": ", ".join(s[0].upper() for s in p.model_scales)},
         {"aspect": "IID splits", "paper": "10 (FT-E) / 5 (FT-E_NE) random (81:9):10 splits",
          "ours": f"{p.iid_folds} folds of whole trajectories, every relaxed structure tested once"},
-        {"aspect": "LODO folds", "paper": "11 elements x 2 protocols",
-         "ours": f"{len(p.lodo_folds)} elements x 2 protocols"},
+        {"aspect": "LODO folds", "paper": "11 elements x 2 protocols, at M",
+         "ours": f"{len(p.lodo_folds)} elements x 2 protocols, at {p.lodo_scale[0].upper()}"},
+        {"aspect": "learning rate", "paper": "3e-4 for every paradigm and study",
+         "ours": "IID: each paradigm's rate chosen on fold 0 from " + ", ".join(f"{x:g}" for x in p.tuned_lrs)
+                 + " (the verdicts), and 3e-4 on " + (f"{p.paper_protocol_folds} fold(s)" if p.paper_protocol_folds
+                                                      else "every fold") + " (the paper's protocol); LODO and "
+                 f"unseen elements: {p.transfer_lr or p.lr:g}"},
         {"aspect": "unseen-element refine-tuning", "paper": "10 random (81:9):10 frame splits",
          "ours": f"{p.refine_folds} folds of whole new-element trajectories, every new-element frame tested once"},
         {"aspect": "stopping (IID)", "paper": "not stated in the main text (Table S1)",
