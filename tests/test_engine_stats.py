@@ -289,6 +289,9 @@ def test_training_cost_sums_each_run_once_by_backend():
     chg = exp([cell("FT-E(CHGNet)", "/r/c.pt", 720.0)], [("FT-E(CHGNet)", "chgnet")])
     cost = training_cost({"lr_grid": grid, "experiments": {"paper": paper, "FT-E": chg}})
     assert cost == {"chgnet": 0.2, "mace": 0.6, "total": 0.8, "runs": 3}
+    resumed = cell("FT-E(M)", "/r/d.model", 360.0)  # its last process ran 6 min; its epochs took 30 in all
+    resumed["training"]["extra"] = {"compute_s": 1800.0}
+    assert training_cost({"experiments": {"x": exp([resumed], [("FT-E(M)", "mace")])}})["mace"] == 0.5
     assert training_cost({"experiments": {}}) == {"total": 0.0, "runs": 0}
     from mo_transfer.engine.tables import cost_text
 

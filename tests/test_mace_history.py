@@ -141,3 +141,18 @@ def test_run_mace_train_delivers_the_best_model_of_a_killed_and_resumed_run(tmp_
     assert s["stopped_early"] and s["best_checkpoint_restored"]
     assert s["best_epoch"] == 4 and s["delivered_epoch"] == 4
     assert (tmp_path / "m.model").read_text() == "process 0 epoch 4"  # not the resumed process's best (1.1)
+
+
+def test_compute_seconds_counts_every_process_and_discarded_epoch():
+    """A run killed after epoch 2 and resumed from its epoch-1 checkpoint: epoch 2 of the first process is
+    discarded from the history but its time was spent; the finalisation's evaluation counts too."""
+    from mo_transfer import mace_history
+
+    rows = [{"mode": "eval", "epoch": None, "loss": 1.0, "time": 1.0},
+            {"mode": "opt", "epoch": 0, "time": 10.0}, {"mode": "eval", "epoch": 0, "loss": 0.9, "time": 1.0},
+            {"mode": "opt", "epoch": 1, "time": 10.0}, {"mode": "eval", "epoch": 1, "loss": 0.8, "time": 1.0},
+            {"mode": "opt", "epoch": 2, "time": 10.0}, {"mode": "eval", "epoch": 2, "loss": 0.7, "time": 1.0},
+            {"mode": "eval", "epoch": None, "loss": 0.8, "time": 1.0},  # the resumed process starts
+            {"mode": "opt", "epoch": 1, "time": 10.0}, {"mode": "eval", "epoch": 1, "loss": 0.75, "time": 1.0}]
+    assert mace_history.compute_seconds(rows) == 46.0  # 4 x 10 s of training, 6 evaluations of 1 s
+    assert len(mace_history.validation_curve(rows)) == 3  # epochs 0, 1 of the first process, then the resumed one

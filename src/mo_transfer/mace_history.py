@@ -85,6 +85,12 @@ def validation_curve(rows: list[dict]) -> list[dict]:
     return [{**h, "epoch": i} for i, h in enumerate(history)]
 
 
+def compute_seconds(rows: list[dict]) -> float:
+    """Seconds spent training and validating over every process of the run, the epochs a resume discarded
+    included: the cost of the run, which a resumed process's own wall time under-counts."""
+    return float(sum(float(r.get("time", 0.0)) for r in rows if r.get("mode") in ("opt", "eval")))
+
+
 def epochs_since_best(rows: list[dict]) -> int:
     """Validation evaluations since the lowest validation loss of the effective history (mace's patience rule:
     an equal loss is no improvement)."""

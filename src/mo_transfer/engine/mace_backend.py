@@ -19,7 +19,7 @@ from typing import Sequence
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
-from .. import training
+from .. import mace_history, training
 from ..foundation import file_sha256, load_model, model_e0s, resolve_foundation, versions
 from ..jobs import atomic_write_text
 from .e0s import estimate_e0s_ev
@@ -147,7 +147,11 @@ class MaceBackend:
         key = spec_hash(spec)
         status = training._check_run_dir(run_dir, key)
         if status.get("state") == "done" and (run_dir / RECORD_FILE).exists():
-            return TrainRecord(**json.loads((run_dir / RECORD_FILE).read_text()))
+            record = TrainRecord(**json.loads((run_dir / RECORD_FILE).read_text()))
+            results = training.results_file(run_dir, spec.name, spec.settings.seed)
+            if "compute_s" not in record.extra and results.exists():  # records written before compute_s existed
+                record.extra["compute_s"] = round(mace_history.compute_seconds(training.read_results(results)), 1)
+            return record
         foundation_path = resolve_foundation(spec.foundation)
         foundation = load_model(foundation_path)
         e0s, e0_info = reference_energies_ev(spec, foundation, foundation_path)
@@ -170,7 +174,8 @@ class MaceBackend:
             seconds_per_epoch=summary.get("seconds_per_epoch"), wall_s=float(summary["wall_s"]),
             curve=engine_curve(training.learning_curve_rows(rows)), output_scale=scale, output_shift=shift,
             e0s_ev={chemical_symbols[z]: e for z, e in model_e0s(trained).items()},
-            extra={"e0s": e0_info, "normalisation": s.normalisation, "spec_hash": key})
+            extra={"e0s": e0_info, "normalisation": s.normalisation, "spec_hash": key,
+                   "compute_s": round(mace_history.compute_seconds(rows), 1)})
         atomic_write_text(run_dir / RECORD_FILE, json.dumps(dataclasses.asdict(record), indent=1, default=str))
         atomic_write_text(run_dir / "status.json", json.dumps({"state": "done", "config_hash": key}))
         return record

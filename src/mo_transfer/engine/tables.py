@@ -73,10 +73,12 @@ def _num(v, digits: int):
 
 
 def training_cost(result: dict) -> dict[str, float]:
-    """Measured training cost of a study result, in core-hours by backend (each run trains on one thread): the
-    wall time each run record reports, summed over every engine experiment found anywhere in the result (an lr
-    grid, the experiments, a study's nested parts), a run shared by two experiments counted once. A study resumed
-    over several sessions has a process wall time of its last session only; this sum is the whole cost."""
+    """Measured training cost of a study result, in core-hours by backend (each run trains on one thread), summed
+    over every engine experiment found anywhere in the result (an lr grid, the experiments, a study's nested parts),
+    a run shared by two experiments counted once. A run costs its recorded wall time, or the seconds its epochs took
+    in all its processes (``extra["compute_s"]``) where that is more: a resumed MACE run's wall time is its last
+    process's only. A study resumed over several sessions has a process wall time of its last session only; this
+    sum is the whole cost."""
     seen: dict[str, tuple[str, float]] = {}
 
     def walk(node) -> None:
@@ -86,7 +88,8 @@ def training_cost(result: dict) -> dict[str, float]:
                 for cell in node["cells"]:
                     t = cell.get("training")
                     if t and t.get("model_path") and t.get("wall_s") is not None:
-                        seen.setdefault(t["model_path"], (backend.get(cell["row"], "mace"), float(t["wall_s"])))
+                        cost = max(float(t["wall_s"]), float((t.get("extra") or {}).get("compute_s") or 0.0))
+                        seen.setdefault(t["model_path"], (backend.get(cell["row"], "mace"), cost))
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
