@@ -196,7 +196,7 @@ def test_a_cache_of_the_old_layout_is_refused_with_the_recompute_command(tmp_pat
 
 
 def test_the_cpu_profile_fits_its_core_hour_budget():
-    """Issue #26 item 7: the cpu IID study is sized to about 8 core-hours on our pools (57 / 300 frames; 7.2 today,
+    """Issue #26 item 7: the cpu IID study is sized to about 8 core-hours on our pools (57 / 300 frames; 7.1 today,
     from the epochs measured on fold 0), and running the paper protocol on every fold would not fit."""
     est = iid_study.estimate_core_hours("cpu", 57, 300)
     assert 0 < est["total"] <= 8.0

@@ -209,7 +209,7 @@ PROFILES: dict[str, Profile] = {
         max_L=0,
         iid_repeats_e=2,
         iid_repeats_ene=1,
-        # all 11 folds, as the paper: lodo_study.estimate_core_hours puts the MACE (M) and CHGNet runs at about 5.6
+        # all 11 folds, as the paper: lodo_study.estimate_core_hours puts the MACE (M) and CHGNet runs at about 5.7
         # core-hours on our 57 FT-E frames (the budget of its issue is about 6)
         lodo_elements=None,
         refine_repeats=2,
@@ -222,8 +222,8 @@ PROFILES: dict[str, Profile] = {
         # itself is pretrained in float64 (mace's advice for training); fine-tuning casts it.
         default_dtype="float32",
         # 5 folds of trajectories ((72:8):20 inside each); FT-E_NE rows at S only, on 2 of them. The IID study's
-        # estimate (iid_study.estimate_core_hours, from measured per-frame epoch costs) is about 5.4 core-hours on
-        # our 57 / 300 frames (8.7 in float64), within the 8 its issue allows; 10 folds would take about 10.
+        # estimate (iid_study.estimate_core_hours, from the per-frame epoch costs and epochs to early stopping
+        # measured on these folds) is about 7.1 core-hours on our 57 / 300 frames, within the 8 its issue allows.
         iid_folds=5,
         iid_folds_ene=2,
         iid_ene_scales=("small",),
@@ -231,7 +231,7 @@ PROFILES: dict[str, Profile] = {
         # improving at S and M (34 min per M run on one core), so on more folds they would cost about 3 core-hours
         # and still feed no verdict. The tuned protocol (fine-tune S stopped early at 5e-3) runs on all 5 folds.
         paper_protocol_folds=1,
-        # 3 folds of the new-element trajectories: unseen_study.estimate_core_hours puts the study at about 2.2
+        # 3 folds of the 18 new-element trajectories: unseen_study.estimate_core_hours puts the study at about 3
         # core-hours; 9 folds would take about three times the refine-tuning.
         refine_folds=3,
     ),
