@@ -34,6 +34,18 @@ def test_output_free(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_its_own_id(path):
+    """nbformat 4.5 requires cell ids; nbformat.read fills in missing ones with a warning (a future error), so the
+    committed file is read as plain JSON here."""
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    ids = [c.get("id") for c in cells]
+    assert all(ids), f"{path.name}: cells {[i for i, c in enumerate(ids) if not c]} have no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: duplicate cell ids"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_parameters_cell_first(path):
     first = read(path).cells[0]
     assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", [])
