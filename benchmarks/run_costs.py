@@ -1,0 +1,83 @@
+"""What the engine's finished training runs cost, read from their run records (printed, never asserted): per
+study, backend, scale, paradigm and learning rate, the runs, how many stopped early, epochs run (median, range),
+seconds per epoch and per training frame and epoch, and core-hours. These are the measurements behind
+``study_common.EPOCHS_TO_STOP`` and ``SECONDS_PER_FRAME_EPOCH``; rerun it after a sweep to re-derive them.
+
+Usage: ``python benchmarks/run_costs.py [--profile cpu] [--root .]``. Reads ``data/runs/<profile>/*/runs/*``;
+writes nothing. A run's wall time includes anything that paused it (say so where a sweep was paused).
+
+Measured 2026-12-05 on the cpu IID sweep so far (20 runs, 3.77 core-hours, GOHomS-mini v2, float32, one thread per
+run, sometimes beside a GPAW job): S fine-tune at 5e-3 stopped early on all 5 folds after 71-317 epochs (median 218)
+at 1.75 s per epoch; S scratch at 5e-3 after 33-242 (median 187); M fine-tune at 5e-3 after 105 (fold 0) at 4.9-7.0
+s per epoch; at 1e-3 and 3e-4 the S and M fine-tunes ran to the 400-epoch cap (M at 1e-3 stopped at 394). Per
+training frame and epoch: S 0.044-0.049 s, M 0.12 s in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mo_transfer import mace_history, training
+
+
+def run_rows(root: Path, profile: str) -> list[dict]:
+    """One row per finished run folder (``record.json`` and ``spec.json`` present) under the profile's studies."""
+    rows = []
+    for record_path in sorted((root / "data" / "runs" / profile).glob("*/runs/*/record.json")):
+        run = record_path.parent
+        spec_path = run / "spec.json"
+        if not spec_path.exists():
+            continue
+        record = json.loads(record_path.read_text())
+        spec = json.loads(spec_path.read_text())
+        spec = spec.get("spec", spec)
+        s = spec["settings"]
+        n_train = sum(1 for line in open(spec["train_file"]) if line.strip().isdigit()) \
+            if Path(spec["train_file"]).exists() else np.nan
+        compute_s = (record.get("extra") or {}).get("compute_s")
+        if compute_s is None and spec["backend"] == "mace":  # records written before compute_s: from mace's log
+            compute_s = sum(mace_history.compute_seconds(training.read_results(f))
+                            for f in (run / "results").glob("*_train.txt"))
+        cost_s = max(record["wall_s"], compute_s or 0.0)
+        prefix = f"{spec['backend']}-{spec['paradigm']}-"
+        rows.append({"study": run.parent.parent.name, "backend": spec["backend"], "paradigm": spec["paradigm"],
+                     "scale": run.name[len(prefix):].split("-")[0], "lr": s["lr"],
+                     "train frames": n_train, "epochs": record["epochs_run"], "stopped early": record["converged"],
+                     "s/epoch": record["seconds_per_epoch"], "cost_s": cost_s})
+    return rows
+
+
+def summary(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["s/frame/epoch"] = df["s/epoch"] / df["train frames"]
+    out = df.groupby(["study", "backend", "scale", "paradigm", "lr"]).agg(
+        runs=("epochs", "size"), stopped_early=("stopped early", "sum"), epochs_median=("epochs", "median"),
+        epochs_min=("epochs", "min"), epochs_max=("epochs", "max"), s_per_epoch=("s/epoch", "median"),
+        s_per_frame_epoch=("s/frame/epoch", "median"), core_hours=("cost_s", lambda v: v.sum() / 3600))
+    return out.round(3)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--root", default=".")
+    args = ap.parse_args()
+    rows = run_rows(Path(args.root), args.profile)
+    if not rows:
+        print(f"no finished runs under {Path(args.root) / 'data' / 'runs' / args.profile}")
+        return
+    table = summary(rows)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string())
+    print(f"\n{len(rows)} runs, {table['core_hours'].sum():.2f} core-hours")
+
+
+if __name__ == "__main__":
+    main()
