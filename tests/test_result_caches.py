@@ -146,3 +146,14 @@ def test_lodo_fold_baseline_regenerates():
     e_frames = [a for a in frames if a.info.get("state") == "E"]
     split = splits.lodo_split(e_frames, "Nb", "strict", seed=p.seed)
     _check_baselines_regenerate(res, "Nb strict", split, frames)
+
+
+def test_the_transfer_lr_is_the_rate_the_cached_grid_chose():
+    """The cpu profile's transfer_lr (LODO and unseen-element fine-tunes) is the fine-tune rate the cached IID grid
+    chose at the LODO scale: the rate at which fine-tuning stopped early there."""
+    from mo_transfer import iid_study
+
+    res = _engine_doc("iid", iid_study.SCHEMA)
+    p = get_profile(RESULTS.name)
+    assert res["tuned_lrs"][p.lodo_scale]["fine-tune"] == (p.transfer_lr or p.lr), (
+        "the IID grid chose another fine-tune rate: update profiles.py's transfer_lr and rerun LODO and unseen")
