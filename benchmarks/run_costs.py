@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mo_transfer import mace_history, training
+from mo_transfer.engine.tables import run_cost_s
 
 
 def run_rows(root: Path, profile: str) -> list[dict]:
@@ -39,16 +40,15 @@ def run_rows(root: Path, profile: str) -> list[dict]:
         s = spec["settings"]
         n_train = sum(1 for line in open(spec["train_file"]) if line.strip().isdigit()) \
             if Path(spec["train_file"]).exists() else np.nan
-        compute_s = (record.get("extra") or {}).get("compute_s")
-        if compute_s is None and spec["backend"] == "mace":  # records written before compute_s: from mace's log
-            compute_s = sum(mace_history.compute_seconds(training.read_results(f))
-                            for f in (run / "results").glob("*_train.txt"))
-        cost_s = max(record["wall_s"], compute_s or 0.0)
+        extra = record.get("extra") or {}
+        if extra.get("compute_s") is None and spec["backend"] == "mace":  # records before compute_s: mace's log
+            record["extra"] = {**extra, "compute_s": sum(mace_history.compute_seconds(training.read_results(f))
+                                                         for f in (run / "results").glob("*_train.txt"))}
         prefix = f"{spec['backend']}-{spec['paradigm']}-"
         rows.append({"study": run.parent.parent.name, "backend": spec["backend"], "paradigm": spec["paradigm"],
                      "scale": run.name[len(prefix):].split("-")[0], "lr": s["lr"],
                      "train frames": n_train, "epochs": record["epochs_run"], "stopped early": record["converged"],
-                     "s/epoch": record["seconds_per_epoch"], "cost_s": cost_s})
+                     "s/epoch": record["seconds_per_epoch"], "cost_s": run_cost_s(record)})
     return rows
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from .engine import stats
 from .engine.records import FrameErrors
 from .engine.tables import METRIC_UNITS, convergence, error_table, errors_of, row_cells, training_table  # noqa: F401
+from .iid_study import PAPER_PROTOCOL
 from .metrics import load_paper_table1
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -35,9 +36,6 @@ def _paper_value(model: str, metric: str) -> float | None:
     col = {"energy_mae": "energy_mae", "force_mae": "force_mae"}[metric]
     hit = t[t["model"] == model]
     return None if hit.empty or col not in hit else float(hit[col].iloc[0])
-
-
-PAPER_PROTOCOL = "FT-E, paper protocol"
 
 
 def main_label(labels, prefix: str, letter: str, extra: str = "") -> str:
@@ -107,14 +105,16 @@ def _paper_text(better: str, worse: str, metric: str) -> str:
 
 def _restricted(result: dict, row: tuple[str, str], ids: list[str]) -> FrameErrors:
     errs = errors_of(result, *row)
-    return errs.subset([f for f in ids if f in set(errs.frame_ids)])
+    have = set(errs.frame_ids)
+    return errs.subset([f for f in ids if f in have])
 
 
 def evaluate_claim(result: dict, claim: Claim) -> dict:
     """The claim on the frames both rows were tested on: each row's value, the paired difference with its 95%
     interval, and the verdict (holds / fails / not resolved; not resolved too when a run hit its epoch cap)."""
     a_all, b_all = errors_of(result, *claim.better), errors_of(result, *claim.worse)
-    common = [f for f in a_all.frame_ids if f in set(b_all.frame_ids)]
+    in_b = set(b_all.frame_ids)
+    common = [f for f in a_all.frame_ids if f in in_b]
     a, b = a_all.subset(common), b_all.subset(common)
     diff = stats.paired_difference(a, b, claim.metric)
     verdict = stats.verdict(diff, expect="negative")
@@ -260,10 +260,11 @@ def baseline_comparisons(result: dict, experiment: str = "FT-E") -> pd.DataFrame
     if COMPOSITION_LINEAR not in exp["baselines"]:
         return pd.DataFrame()
     base_all = errors_of(result, experiment, COMPOSITION_LINEAR)
+    in_base = set(base_all.frame_ids)
     lines = []
     for label in exp["errors"]:
         row_all = errors_of(result, experiment, label)
-        common = [f for f in row_all.frame_ids if f in set(base_all.frame_ids)]
+        common = [f for f in row_all.frame_ids if f in in_base]
         a, b = row_all.subset(common), base_all.subset(common)
         line = {"row": label, "structures": len(set(a.group_ids))}
         if not common:  # the baseline covers none of the row's frames (a composition training never saw)

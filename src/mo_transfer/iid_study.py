@@ -36,6 +36,12 @@ NOTEBOOK = "03_iid"
 SCHEMA = "mo_transfer.iid/2"
 #: The mace default-scaled scratch row is run at this scale only (what the paper most likely ran; one scale shows it).
 DEFAULT_SCALING_SCALE = "small"
+
+
+def default_scaling_scale(p: Profile) -> str:
+    """The scale of the default-scaled scratch row: ``DEFAULT_SCALING_SCALE`` when the profile runs it, else its
+    first scale."""
+    return DEFAULT_SCALING_SCALE if DEFAULT_SCALING_SCALE in p.model_scales else p.model_scales[0]
 #: The experiment of the paper-protocol rows: FT-E frames of the profile's ``paper_protocol_folds``.
 PAPER_PROTOCOL = "FT-E, paper protocol"
 
@@ -94,7 +100,7 @@ def paper_rows(p: Profile, foundations: dict[str, str]) -> tuple[Row, ...]:
         f = foundations[scale]
         rows += [Row(label("Scratch-E", scale), "scratch", f, scale=scale, settings=settings(p)),
                  Row(label("FT-E", scale), "fine-tune", f, scale=scale, settings=settings(p))]
-        if scale == DEFAULT_SCALING_SCALE or (DEFAULT_SCALING_SCALE not in p.model_scales and scale == p.model_scales[0]):
+        if scale == default_scaling_scale(p):
             rows.append(Row(label("Scratch-E", scale, extra="mace default scaling"), "scratch", f, scale=scale,
                             protocol="mace-default", settings=settings(p, normalisation="rms_forces_scaling")))
     return tuple(rows)
@@ -256,7 +262,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
         add("lr grid (fold 0; its 3e-4 runs are the paper protocol's fold 0)", s, n_lr - 1, n_e_train, cap)
         add("FT-E, tuned protocol (folds 1 to K-1)", s, k - 1, n_e_train, scratch + fine)
         add(PAPER_PROTOCOL, s, n_paper - 1, n_e_train, scratch + cap)
-        if s == DEFAULT_SCALING_SCALE or (DEFAULT_SCALING_SCALE not in p.model_scales and s == p.model_scales[0]):
+        if s == default_scaling_scale(p):
             add(PAPER_PROTOCOL, s, n_paper, n_e_train, scratch)  # mace's default-scaled scratch
         if s in (p.iid_ene_scales or p.model_scales):
             n_ne_train = n_ne_frames * train_share

@@ -60,8 +60,7 @@ def table1_rows(iid_results: dict | None, scale: str | None = None) -> list[dict
 
     paper = metrics.load_paper_table1()
     exps = (iid_results or {}).get("experiments", {})
-    ran = [lab[len("FT-E("):].split(")")[0] for lab in exps.get("FT-E", {}).get("errors", {})
-           if lab.startswith("FT-E(") and not lab.startswith("FT-E(CHGNet)")]
+    ran = [x for x in iid_report.scale_letters(iid_results) if x != "CHGNet"] if "FT-E" in exps else []
     if scale is None:
         scale = "M" if "M" in ran or not ran else ran[0]
     rows = []

@@ -72,13 +72,20 @@ def _num(v, digits: int):
     return None if v is None else round(float(v), digits)
 
 
+BACKEND_NAMES = {"mace": "MACE", "chgnet": "CHGNet"}
+
+
+def run_cost_s(training: dict) -> float:
+    """Seconds one run cost: its recorded wall time, or the seconds its epochs took in all its processes
+    (``extra["compute_s"]``) where that is more (a resumed MACE run's wall time is its last process's only)."""
+    return max(float(training["wall_s"]), float((training.get("extra") or {}).get("compute_s") or 0.0))
+
+
 def training_cost(result: dict) -> dict[str, float]:
     """Measured training cost of a study result, in core-hours by backend (each run trains on one thread), summed
     over every engine experiment found anywhere in the result (an lr grid, the experiments, a study's nested parts),
-    a run shared by two experiments counted once. A run costs its recorded wall time, or the seconds its epochs took
-    in all its processes (``extra["compute_s"]``) where that is more: a resumed MACE run's wall time is its last
-    process's only. A study resumed over several sessions has a process wall time of its last session only; this
-    sum is the whole cost."""
+    a run shared by two experiments counted once, each at :func:`run_cost_s`. A study resumed over several sessions
+    has a process wall time of its last session only; this sum is the whole cost."""
     seen: dict[str, tuple[str, float]] = {}
 
     def walk(node) -> None:
@@ -88,8 +95,7 @@ def training_cost(result: dict) -> dict[str, float]:
                 for cell in node["cells"]:
                     t = cell.get("training")
                     if t and t.get("model_path") and t.get("wall_s") is not None:
-                        cost = max(float(t["wall_s"]), float((t.get("extra") or {}).get("compute_s") or 0.0))
-                        seen.setdefault(t["model_path"], (backend.get(cell["row"], "mace"), cost))
+                        seen.setdefault(t["model_path"], (backend.get(cell["row"], "mace"), run_cost_s(t)))
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
@@ -98,8 +104,8 @@ def training_cost(result: dict) -> dict[str, float]:
 
     walk(result)
     out: dict[str, float] = {}
-    for backend, wall in seen.values():
-        out[backend] = out.get(backend, 0.0) + wall / 3600
+    for backend, cost_s in seen.values():
+        out[backend] = out.get(backend, 0.0) + cost_s / 3600
     out = {k: round(v, 2) for k, v in sorted(out.items())}
     out["total"] = round(sum(w for _, w in seen.values()) / 3600, 2)
     out["runs"] = len(seen)
@@ -110,8 +116,7 @@ def cost_text(result: dict, estimate_core_hours: float | None = None) -> str:
     """One sentence for a notebook: the measured training cost by backend beside the estimate the profile was
     sized with, and the wall time of the process that wrote the cache."""
     cost = training_cost(result)
-    parts = ", ".join(f"{k.upper() if k == 'mace' else 'CHGNet' if k == 'chgnet' else k} {v:.2f}"
-                      for k, v in cost.items() if k not in ("total", "runs"))
+    parts = ", ".join(f"{BACKEND_NAMES.get(k, k)} {v:.2f}" for k, v in cost.items() if k not in ("total", "runs"))
     text = f"Training measured: {cost['total']:.2f} core-hours over {cost['runs']} runs ({parts or 'none'})"
     if estimate_core_hours is not None:
         text += f", against an estimate of {estimate_core_hours:.2f}"
