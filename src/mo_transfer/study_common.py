@@ -38,8 +38,8 @@ def seconds_per_frame_epoch(scale: str, default_dtype: str = "float64") -> float
 #: profile (GOHomS-mini v2, float32; medians over folds, and the folds vary 3-7x): scratch S at lr 5e-3 33, 226,
 #: 242, 187, 64 on folds 0-4; fine-tune S at 5e-3 317, 178, 71, 316, 218; fine-tune M at 5e-3 105 on fold 0, while
 #: at the paper's 3e-4 S and M fine-tunes ran into the 400-epoch cap still improving (at 1e-3 S did, M stopped at
-#: 394); CHGNet fine-tune 51
-#: at patience 10 (benchmarks/protocol_choice.py), so 61 at 20.
+#: 394); CHGNet fine-tune 51 at patience 10 (benchmarks/protocol_choice.py), so 61 at 20. Re-derive them with
+#: benchmarks/run_costs.py.
 EPOCHS_TO_STOP: dict[str, int] = {"scratch": 190, "fine-tune": 220, "chgnet": 61}
 #: Where a scale measured differently from the kind's count above.
 EPOCHS_TO_STOP_BY_SCALE: dict[tuple[str, str], int] = {("fine-tune", "medium"): 110}
