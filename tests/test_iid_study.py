@@ -169,6 +169,44 @@ def test_verdicts_rest_on_the_tuned_rows_and_the_paper_protocol_is_judged_on_its
     assert iid_report.main_label(["FT-E(CHGNet)"], "FT-E", "CHGNet") == "FT-E(CHGNet)"
 
 
+def _two_fold_result() -> dict:
+    """A K-fold result of 2 folds x 6 structures, pooled in fold order as the engine keeps it: fine-tune 20 meV/atom
+    below scratch on fold f0 (both runs stopped early), 40 above it on f1, where scratch hit its cap."""
+    ids = [f"t{k}:0" for k in range(12)]
+    base = np.random.default_rng(2).normal(50, 10, 12)
+    ft = base + np.r_[[-20.0] * 6, [40.0] * 6]
+
+    def errs(v):
+        return [FrameErrors(ids, [f"t{k}" for k in range(12)], [16] * 12, v, [16.0] * 12, [16.0] * 12).to_dict()]
+
+    cells = [{"row": r, "fold": f, "training": {"converged": not (r.startswith("Scratch") and f == "f1")}}
+             for f in ("f0", "f1") for r in ("FT-E(S), tuned", "Scratch-E(S), tuned")]
+    return {"experiments": {"FT-E": {
+        "design": "kfold", "folds": [{"name": f, "counts": {"train": 30, "valid": 3, "test": 6}} for f in ("f0", "f1")],
+        "errors": {"FT-E(S), tuned": errs(ft), "Scratch-E(S), tuned": errs(base),
+                   "Zero-shot-E(S)": errs(base + 50), "Zero-shot-E(S), refit": errs(base)},
+        "baselines": {}, "rows": [], "cells": cells}}}
+
+
+def test_claims_are_shown_fold_by_fold_and_on_the_folds_where_both_runs_stopped_early():
+    res = _two_fold_result()
+    claim = next(c for c in iid_report.claims(res) if c.text == "fine-tune beats scratch (S, tuned protocol)"
+                 and c.metric == "energy_mae")
+    assert claim in iid_report.fold_claims(res)
+    assert all("zero-shot" not in c.text for c in iid_report.fold_claims(res))  # untrained rows have no folds to read
+    folds = iid_report.fold_differences(res, claim)
+    assert list(folds["fold"]) == ["f0", "f1"] and list(folds["structures"]) == [6, 6]
+    assert list(folds["both stopped early"]) == ["yes", "NO"]
+    assert folds["better row"].iloc[0] < folds["worse row"].iloc[0] < folds["worse row"].iloc[1] < folds["better row"].iloc[1]
+    n, diff = iid_report.converged_fold_difference(res, claim)
+    assert n == 1 and diff.n_groups == 6 and diff.estimate == pytest.approx(-20.0)
+    row = iid_report.evaluate_claim(res, claim)  # the pooled verdict stays gated; the supplement is a note
+    assert row["verdict"] == "not resolved" and "on the 1 fold(s) where both stopped early: -20.0" in row["note"]
+    res["experiments"]["FT-E"]["folds"][1]["counts"]["test"] = 5  # counts that disagree with the pooled frames
+    with pytest.raises(ValueError, match="test counts sum to 11 but the row holds 12"):
+        iid_report.fold_errors(res, "FT-E", "FT-E(S), tuned")
+
+
 def test_findings_are_made_from_the_numbers_and_read_rows_against_the_baselines():
     res = _two_protocol_result()
     base = iid_report.baseline_comparisons(res).set_index("row")

@@ -11,7 +11,8 @@ import pandas as pd
 
 from .engine import stats
 from .engine.records import FrameErrors
-from .engine.tables import METRIC_UNITS, convergence, error_table, errors_of, row_cells, training_table  # noqa: F401
+from .engine.tables import (METRIC_UNITS, convergence, error_table, errors_of, fold_converged,  # noqa: F401
+                            fold_errors, row_cells, training_table)
 from .iid_study import PAPER_PROTOCOL
 from .metrics import load_paper_table1
 
@@ -120,13 +121,72 @@ def evaluate_claim(result: dict, claim: Claim) -> dict:
     verdict = stats.verdict(diff, expect="negative")
     unconverged = [lab for exp, lab in (claim.better, claim.worse)
                    if (lambda c: c[1] and c[0] < c[1])(convergence(result, exp, lab))]
+    note = ""
     if unconverged:
         verdict = "not resolved"
+        note = f"unconverged runs in {', '.join(unconverged)}"
+        sub = converged_fold_difference(result, claim)
+        if sub is not None:
+            note += f"; on the {sub[0]} fold(s) where both stopped early: {sub[1].text(1)}"
     return {"claim": claim.text, "metric": f"{claim.metric} ({METRIC_UNITS[claim.metric]})",
             "paper (better vs worse)": claim.paper or "-",
             "ours, better row": stats.metric_value(a, claim.metric), "ours, worse row": stats.metric_value(b, claim.metric),
             "paired difference [95% CI]": diff.text(1), "structures": diff.n_groups, "verdict": verdict,
-            "note": f"unconverged runs in {', '.join(unconverged)}" if unconverged else ""}
+            "note": note}
+
+
+def _fold_pairs(result: dict, claim: Claim) -> list[tuple[str, FrameErrors, FrameErrors, bool]]:
+    """Per fold shared by both rows: (fold, better row's errors, worse row's errors on the same frames, whether
+    both runs of that fold stopped early). Both rows must come from one experiment's folds."""
+    (exp_a, lab_a), (exp_b, lab_b) = claim.better, claim.worse
+    fa, fb = fold_errors(result, exp_a, lab_a), fold_errors(result, exp_b, lab_b)
+    ca, cb = fold_converged(result, exp_a, lab_a), fold_converged(result, exp_b, lab_b)
+    out = []
+    for fold, a in fa.items():
+        if fold not in fb:
+            continue
+        in_b = set(fb[fold].frame_ids)
+        common = [f for f in a.frame_ids if f in in_b]
+        if common:
+            out.append((fold, a.subset(common), fb[fold].subset(common), ca[fold] and cb[fold]))
+    return out
+
+
+def converged_fold_difference(result: dict, claim: Claim) -> tuple[int, stats.Interval] | None:
+    """The claim's paired difference pooled over the folds where both runs stopped early, with how many folds
+    those are; None when no fold qualifies (rows of different experiments share no fold). A supplement beside an
+    unresolved verdict: which folds converge is itself not random, so it never replaces the verdict."""
+    if any("folds" not in result["experiments"][exp] for exp, _ in (claim.better, claim.worse)):
+        return None
+    pairs = [(a, b) for _, a, b, ok in _fold_pairs(result, claim) if ok]
+    if not pairs:
+        return None
+    return len(pairs), stats.paired_difference(stats.concat(a for a, _ in pairs), stats.concat(b for _, b in pairs),
+                                                claim.metric)
+
+
+def fold_differences(result: dict, claim: Claim) -> pd.DataFrame:
+    """The claim fold by fold: each row's value on the fold's test structures, their paired difference with its
+    interval, and whether both runs stopped early. Shows whether a pooled verdict rests on every fold or on one."""
+    lines = []
+    for fold, a, b, ok in _fold_pairs(result, claim):
+        diff = stats.paired_difference(a, b, claim.metric)
+        lines.append({"fold": fold, "structures": diff.n_groups,
+                      "better row": round(stats.metric_value(a, claim.metric), 1),
+                      "worse row": round(stats.metric_value(b, claim.metric), 1),
+                      f"paired difference ({METRIC_UNITS[claim.metric]}) [95% CI]": diff.text(1),
+                      "both stopped early": "yes" if ok else "NO"})
+    return pd.DataFrame(lines)
+
+
+def fold_claims(result: dict) -> list[Claim]:
+    """The claims between two trained rows of the K-fold FT-E experiment (fine-tune against scratch): the ones whose
+    verdict can hinge on how single folds trained, shown fold by fold in notebook 3."""
+    def trained(row: tuple[str, str]) -> bool:
+        return convergence(result, *row)[1] > 0
+
+    return [c for c in claims(result) if c.better[0] == c.worse[0] == "FT-E" and trained(c.better)
+            and trained(c.worse)]
 
 
 def claims_table(result: dict) -> pd.DataFrame:

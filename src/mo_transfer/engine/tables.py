@@ -31,6 +31,41 @@ def convergence(result: dict, experiment: str, label: str) -> tuple[int, int]:
     return sum(bool(c["training"]["converged"]) for c in cells), len(cells)
 
 
+def fold_errors(result: dict, experiment: str, label: str) -> dict[str, FrameErrors]:
+    """A row's (or baseline's) test errors fold by fold, in fold order. A K-fold result keeps one pooled part per
+    row, concatenated in fold order; it is cut back by each fold's test count, and refused if the counts and the
+    pooled frames disagree (a cache written some other way)."""
+    exp = result["experiments"][experiment]
+    parts = exp["errors"].get(label) or exp["baselines"].get(label)
+    if parts is None:
+        raise KeyError(f"no row or baseline {label!r} in experiment {experiment!r}")
+    folds = exp["folds"]
+    if len(parts) == len(folds) and exp.get("design") != "kfold":
+        return {f["name"]: FrameErrors.from_dict(p) for f, p in zip(folds, parts)}
+    pooled = stats.concat(FrameErrors.from_dict(p) for p in parts)
+    sizes = [int(f["counts"]["test"]) for f in folds]
+    if sum(sizes) != len(pooled.frame_ids):
+        raise ValueError(f"{experiment}, {label!r}: the folds' test counts sum to {sum(sizes)} but the row holds "
+                         f"{len(pooled.frame_ids)} frames; recompute the study")
+    out, start = {}, 0
+    for f, n in zip(folds, sizes):
+        sl = slice(start, start + n)
+        out[f["name"]] = FrameErrors(pooled.frame_ids[sl], pooled.group_ids[sl], pooled.n_atoms[sl],
+                                     pooled.energy_error_mev_per_atom[sl], pooled.force_abs_sum_mev_per_ang[sl],
+                                     pooled.force_sq_sum_mev2_per_ang2[sl])
+        start += n
+    return out
+
+
+def fold_converged(result: dict, experiment: str, label: str) -> dict[str, bool]:
+    """Per fold, whether the row's run stopped early (True for an untrained row: nothing to converge)."""
+    out = {f["name"]: True for f in result["experiments"][experiment]["folds"]}
+    for cell in row_cells(result, experiment, label):
+        if "training" in cell:
+            out[cell["fold"]] = bool(cell["training"]["converged"])
+    return out
+
+
 def error_table(result: dict, experiment: str, metrics: tuple[str, ...] = ("energy_mae", "force_mae"),
                 digits: int = 1) -> pd.DataFrame:
     """One line per row and baseline: metric [95% bootstrap interval over structures], frames, structures, and
