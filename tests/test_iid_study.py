@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mo_transfer import cache, iid_report, iid_study, splits, study_common
+from mo_transfer.engine import records
 from mo_transfer.engine.records import FrameErrors
 from mo_transfer.profiles import get_profile
 
@@ -127,6 +128,23 @@ def test_claims_are_paired_and_gated_on_convergence(better, converged, verdict):
     row = iid_report.evaluate_claim(res, claim)
     assert row["verdict"] == verdict, row
     assert row["structures"] == 12
+
+
+def test_a_run_whose_best_model_is_its_start_feeds_no_verdict():
+    """A scratch run stopped by patience with its best validation loss at epoch 0 is a random network, not a
+    trained baseline: the claim against it is not resolved, and tables say why the run does not count."""
+    res = _result(20.0, True)
+    res["experiments"]["FT-E"]["cells"][1]["training"].update(best_epoch=0, epochs_run=20)
+    claim = next(c for c in iid_report.claims(res) if c.text.startswith("fine-tune beats scratch (S")
+                 and c.metric == "energy_mae")
+    row = iid_report.evaluate_claim(res, claim)
+    assert row["verdict"] == "not resolved" and "Scratch-E(S)" in row["note"]
+    assert iid_report.convergence(res, "FT-E", "Scratch-E(S)") == (0, 1)
+    assert records.stop_text({"converged": True, "best_epoch": 0}).startswith("NO (best at epoch 0")
+    assert records.stop_text({"converged": True, "best_epoch": 5}) == "yes"
+    assert records.stop_text({"converged": False, "best_epoch": 400}) == "NO (cap)"
+    res["experiments"]["FT-E"]["cells"][1]["training"]["best_epoch"] = 1  # it learned something: counts again
+    assert iid_report.evaluate_claim(res, claim)["verdict"] == "holds"
 
 
 def _two_protocol_result() -> dict:

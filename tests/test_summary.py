@@ -103,7 +103,7 @@ def test_unseen_rows_flag_strategies_from_capped_runs():
     rows = {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(result(False))}
     assert rows["zero-shot"]["from converged runs"] == "no training"
     assert rows["DIPI"]["from converged runs"] == "yes" and rows["DIPI"]["ours [95% CI]"].startswith("400.0")
-    assert rows["refine-tuned"]["from converged runs"] == "NO: a run hit its epoch cap"
+    assert rows["refine-tuned"]["from converged runs"].startswith("NO: a run hit its epoch cap")
     assert {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(result(True))}["refine-tuned"][
         "from converged runs"] == "yes"
     assert all(r["ours [95% CI]"] == "-" for r in summary.unseen_rows(None))

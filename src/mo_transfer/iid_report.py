@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import stats
-from .engine.records import FrameErrors
+from .engine.records import FrameErrors, stop_text
 from .engine.tables import (METRIC_UNITS, convergence, error_table, errors_of, fold_converged,  # noqa: F401
                             fold_errors, row_cells, training_table)
 from .iid_study import PAPER_PROTOCOL
@@ -112,7 +112,8 @@ def _restricted(result: dict, row: tuple[str, str], ids: list[str]) -> FrameErro
 
 def evaluate_claim(result: dict, claim: Claim) -> dict:
     """The claim on the frames both rows were tested on: each row's value, the paired difference with its 95%
-    interval, and the verdict (holds / fails / not resolved; not resolved too when a run hit its epoch cap)."""
+    interval, and the verdict (holds / fails / not resolved; not resolved too when a run hit its epoch cap or never
+    improved on its epoch-0 start)."""
     a_all, b_all = errors_of(result, *claim.better), errors_of(result, *claim.worse)
     in_b = set(b_all.frame_ids)
     common = [f for f in a_all.frame_ids if f in in_b]
@@ -200,7 +201,7 @@ def claims_table(result: dict) -> pd.DataFrame:
 def tally_text(table: pd.DataFrame) -> str:
     t = stats.tally(table["verdict"])
     return (f"Of {len(table)} comparisons, {t['holds']} hold, {t['fails']} fail and {t['not resolved']} are not "
-            "resolved (their 95% interval includes zero, or a run stopped at its epoch cap).")
+            "resolved (their 95% interval includes zero, or a run stopped at its epoch cap or never improved on its start).")
 
 
 def curve_runs(result: dict, experiment: str = "FT-E") -> list[dict]:
@@ -387,7 +388,7 @@ def lr_grid_table(result: dict) -> pd.DataFrame:
         lr = row["settings"]["lr"]
         lines.append({"scale": row["scale"], "paradigm": row["paradigm"], "lr": lr,
                       "epochs run": t["epochs_run"], "best epoch": t["best_epoch"],
-                      "stopped early": "yes" if t["converged"] else "NO (cap)",
+                      "stopped early": stop_text(t),
                       "best valid loss": round(best.get("loss", float("nan")), 5),
                       "valid energy MAE (meV/atom)": round(best.get("energy_mae_mev_per_atom", float("nan")), 2),
                       "valid force MAE (meV/Å)": round(best.get("force_mae_mev_per_ang", float("nan")), 1),

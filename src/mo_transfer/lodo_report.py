@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import stats
-from .engine.records import FrameErrors
+from .engine.records import FrameErrors, feeds_verdicts, stop_text
 from .metrics import PAPER_EXCLUDED_ELEMENT, load_paper_table2
 
 NE_VIEW = "NE"
@@ -24,7 +24,12 @@ def _errors(result: dict, element: str, protocol: str, row: str, view: str = "te
 
 def _converged(result: dict, element: str, protocol: str, row: str) -> bool:
     cells = [c for c in result["experiments"][f"{element} {protocol}"]["cells"] if c["row"] == row]
-    return all(c.get("training", {}).get("converged", False) for c in cells)
+    return all(feeds_verdicts(c.get("training", {})) for c in cells)
+
+
+def _why_not(result: dict, element: str, protocol: str, row: str) -> str:
+    cells = [c for c in result["experiments"][f"{element} {protocol}"]["cells"] if c["row"] == row]
+    return next((stop_text(c["training"]) for c in cells if not feeds_verdicts(c.get("training", {}))), "NO")
 
 
 def row_labels(result: dict) -> list[str]:
@@ -50,7 +55,8 @@ def fold_table(result: dict, row: str) -> pd.DataFrame:
                           "force MAE (meV/Å)": stats.bootstrap(errs, "force_mae").text(1),
                           "FT-E_NE view frames": len(ne.frame_ids) if ne else 0,
                           "FT-E_NE view energy MAE": stats.bootstrap(ne, "energy_mae").text(1) if ne else "-",
-                          "converged": "yes" if _converged(result, el, proto, row) else "NO (cap)", "note": ""})
+                          "converged": "yes" if _converged(result, el, proto, row) else _why_not(result, el, proto, row),
+                          "note": ""})
     return pd.DataFrame(lines)
 
 
@@ -75,7 +81,7 @@ def protocol_effect(result: dict, row: str) -> pd.DataFrame:
                       "Relaxed, shared (meV/atom)": round(stats.energy_mae(r), 1),
                       "Strict - Relaxed [95% CI]": _negate(diff).text(1),
                       "verdict": verdict if ok else "not resolved",
-                      "note": "" if ok else "a run stopped at its epoch cap"})
+                      "note": "" if ok else "a run stopped at its epoch cap or never improved on its start"})
     return pd.DataFrame(lines)
 
 

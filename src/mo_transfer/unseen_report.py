@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import stats
-from .engine.records import FrameErrors
+from .engine.records import FrameErrors, feeds_verdicts
 from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, OUR_CELL_ATOMS, PAPER_APPROX_MEV_PER_ATOM,
                             PAPER_CELL_ATOMS, PAPER_DIPI_BY_ELEMENT, PAPER_DIPI_MEV_PER_ATOM, PAPER_REDUCTION_PCT,
                             PAPER_REFINE_MEV_PER_ATOM, REFINE, REFINE_FULL, STRATEGIES, STRATEGY_NOTES, ZERO_SHOT)
@@ -36,12 +36,12 @@ def rows_of(result: dict) -> list[str]:
 def convergence(result: dict, row: str) -> tuple[int, int]:
     """(converged runs, runs) of a row; (0, 0) when it trains nothing."""
     cells = [c for c in result["strategies"]["cells"] if c["row"] == row and "training" in c]
-    return sum(bool(c["training"].get("converged")) for c in cells), len(cells)
+    return sum(feeds_verdicts(c["training"]) for c in cells), len(cells)
 
 
 def base_converged(result: dict) -> dict[str, bool]:
     """Whether each base fine-tune (the FT-E model DIPI extends, the full-table model) stopped early."""
-    return {name: all(c.get("training", {}).get("converged", False) for c in exp["cells"])
+    return {name: all(feeds_verdicts(c.get("training", {})) for c in exp["cells"])
             for name, exp in result["base"].items()}
 
 
@@ -228,7 +228,8 @@ def fold_table(result: dict) -> pd.DataFrame:
 
 
 def convergence_markdown(result: dict) -> str:
-    """Say plainly which runs stopped at their epoch cap, and that they decide nothing ('' when none did)."""
+    """Say plainly which runs feed no verdict (stopped at their epoch cap, or never improved on their start),
+    and that they decide nothing ('' when none did)."""
     capped = [name for name, ok in base_converged(result).items() if not ok]
     for row in rows_of(result):
         ok, n = convergence(result, row)
@@ -236,7 +237,7 @@ def convergence_markdown(result: dict) -> str:
             capped.append(f"{row} ({n - ok} of {n} folds)")
     if not capped:
         return ""
-    return (f"**Convergence.** Stopped at the epoch cap, not by validation patience: {'; '.join(capped)}. The rows "
+    return (f"**Convergence.** Stopped at the epoch cap (or never improved on their start), not by validation patience: {'; '.join(capped)}. The rows "
             "built on these runs are shown but feed no verdict (their comparisons read 'not resolved').")
 
 
@@ -283,7 +284,7 @@ def best_markdown(result: dict) -> str:
                        "best strategy on our data.")
     return text + (f"It is resolved as lower than {'; '.join(held) or 'no other strategy'}. Against "
                    f"{'; '.join(open_)} the data cannot tell (the paired interval includes zero, or a run it depends "
-                   "on stopped at its epoch cap).")
+                   "on stopped at its epoch cap or never improved on its start).")
 
 
 def leakage_markdown(result: dict) -> str:
@@ -322,7 +323,7 @@ def summary_rows(result: dict | None) -> list[dict]:
         if result and row in result["strategies"]["errors"]:
             ours = stats.bootstrap(errors(result, row), "energy_mae").text(1)
             conv = ("no training" if row == ZERO_SHOT else "yes" if trustworthy(result, row)
-                    else "NO: a run hit its epoch cap")
+                    else "NO: a run hit its epoch cap or never improved on its start")
         rows.append({"quantity": f"{row}: energy MAE on new-element test structures", "unit": "meV/atom",
                      "paper's": _paper(row), "ours [95% CI]": ours, "from converged runs": conv})
     return rows

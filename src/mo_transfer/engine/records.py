@@ -136,6 +136,20 @@ class TrainRecord:
         return dataclasses.asdict(self)
 
 
+def feeds_verdicts(training: dict) -> bool:
+    """Whether a trained run (its record as a dict) may feed a verdict: validation early stopping ended it before
+    its cap, and its best epoch comes after epoch 0. A run whose best model is its starting point (epoch 0, the
+    evaluation before the first update) never improved on it: a "scratch" row made of it is a random network."""
+    return bool(training.get("converged")) and training.get("best_epoch") != 0
+
+
+def stop_text(training: dict) -> str:
+    """How a run stopped, for a table: "yes" when it may feed a verdict, else why not."""
+    if not training.get("converged"):
+        return "NO (cap)"
+    return "yes" if feeds_verdicts(training) else "NO (best at epoch 0: never improved on its start)"
+
+
 @dataclass
 class Predictions:
     """Predicted total energies (eV, one per frame) and forces (eV/A, one array per frame)."""

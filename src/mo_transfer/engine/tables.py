@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import stats
-from .records import FrameErrors
+from .records import FrameErrors, feeds_verdicts, stop_text
 
 
 METRIC_UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "force_mae": "meV/Å", "force_rmse": "meV/Å"}
@@ -26,9 +26,10 @@ def row_cells(result: dict, experiment: str, label: str) -> list[dict]:
 
 
 def convergence(result: dict, experiment: str, label: str) -> tuple[int, int]:
-    """(converged runs, trained runs) of a row; (0, 0) for an untrained row."""
+    """(runs that may feed a verdict, trained runs) of a row (:func:`records.feeds_verdicts`: stopped early, best
+    epoch after 0); (0, 0) for an untrained row."""
     cells = [c for c in row_cells(result, experiment, label) if "training" in c]
-    return sum(bool(c["training"]["converged"]) for c in cells), len(cells)
+    return sum(feeds_verdicts(c["training"]) for c in cells), len(cells)
 
 
 def fold_errors(result: dict, experiment: str, label: str) -> dict[str, FrameErrors]:
@@ -58,11 +59,11 @@ def fold_errors(result: dict, experiment: str, label: str) -> dict[str, FrameErr
 
 
 def fold_converged(result: dict, experiment: str, label: str) -> dict[str, bool]:
-    """Per fold, whether the row's run stopped early (True for an untrained row: nothing to converge)."""
+    """Per fold, whether the row's run may feed a verdict (True for an untrained row: nothing to converge)."""
     out = {f["name"]: True for f in result["experiments"][experiment]["folds"]}
     for cell in row_cells(result, experiment, label):
         if "training" in cell:
-            out[cell["fold"]] = bool(cell["training"]["converged"])
+            out[cell["fold"]] = feeds_verdicts(cell["training"])
     return out
 
 
@@ -95,7 +96,7 @@ def training_table(result: dict, experiment: str) -> pd.DataFrame:
             continue
         lines.append({"row": cell["row"], "fold": cell["fold"], "epochs run": t["epochs_run"],
                       "best epoch": t["best_epoch"], "cap": t["max_epochs"], "patience": t["patience"],
-                      "converged": "yes" if t["converged"] else "NO (cap)",
+                      "converged": stop_text(t),
                       "s/epoch": None if t["seconds_per_epoch"] is None else round(t["seconds_per_epoch"], 1),
                       "output scale (eV/Å)": _num(t.get("output_scale"), 4),
                       "output shift (eV)": _num(t.get("output_shift"), 4),
