@@ -75,3 +75,51 @@ def test_the_cpu_profile_runs_all_folds_within_about_its_budget():
     assert rows["mace"].settings.lr == p.transfer_lr == 5e-3 and rows["chgnet"].settings.lr == p.lr
     assert abs(est["total"] - est["MACE"] - est["CHGNet"]) < 0.02
     assert lodo_study.estimate_core_hours("smoke", 12)["total"] < est["total"]
+
+
+def test_the_zero_force_baseline_is_scored_on_the_rows_own_structures(ne_frames):
+    """A Strict fold has no composition-linear baseline (the held-out element has no reference energy), but the
+    zero-force predictor is always defined: its force MAE is the mean |F| per atom of the DFT frames, and a row
+    is read against it as a paired difference on the same structures."""
+    import numpy as np
+    import pytest
+
+    frames = [a for a in ne_frames if a.info["state"] != "E"][:5]  # frames with real forces
+    ids = [splits.frame_id(a) for a in frames]
+    by_id = dict(zip(ids, frames))
+    zero = lodo_report.zero_force_errors(FrameErrors.from_dict(_errs(ids, [1.0] * 5)), by_id)
+    norms = np.concatenate([np.linalg.norm(a.arrays["REF_forces"], axis=1) for a in frames]) * 1000
+    assert zero.frame_ids == ids and np.isclose(zero.force_abs_sum_mev_per_ang.sum() / zero.n_atoms.sum(), norms.mean())
+    assert np.allclose(zero.energy_error_mev_per_atom, 0.0)
+    with pytest.raises(KeyError, match="not in the frames given"):
+        lodo_report.zero_force_errors(FrameErrors.from_dict(_errs(ids + ["nowhere:0"], [1.0] * 6)), by_id)
+    row = FrameErrors(ids, ids, zero.n_atoms, [5.0] * 5, zero.force_abs_sum_mev_per_ang + 10.0 * zero.n_atoms,
+                      zero.force_sq_sum_mev2_per_ang2)
+    cell = [{"row": "FT-E(M)", "fold": "f", "training": {"converged": True, "best_epoch": 3}}]
+    res = {"elements": ["Nb"], "protocols": ["strict"], "skipped": [],
+           "experiments": {"Nb strict": {"errors": {"FT-E(M)": [row.to_dict()]}, "cells": cell, "baselines": {}}}}
+    line = lodo_report.fold_table(res, "FT-E(M)", frames).iloc[0]
+    assert line["force: row - zero force [95% CI]"].startswith("10.0 [10.0, 10.0]")
+    assert line["composition-linear energy MAE"].startswith("undefined")
+    assert "zero-force force MAE (meV/Å)" not in lodo_report.fold_table(res, "FT-E(M)").columns
+
+
+def test_learning_curves_and_verdicts_are_read_per_model():
+    ids = [f"s{k}" for k in range(6)]
+    curve = [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}]
+
+    def cells(row):
+        return [{"row": row, "fold": "f", "training": {"converged": True, "best_epoch": 1, "curve": curve}}]
+
+    def exp(strict_mev, relaxed_mev):
+        return {"errors": {"FT-E(M)": [_errs(ids, [strict_mev] * 6)], "FT-E(CHGNet)": [_errs(ids, [relaxed_mev] * 6)]},
+                "cells": cells("FT-E(M)") + cells("FT-E(CHGNet)")}
+
+    # MACE: Relaxed (10) beats Strict (100); CHGNet: both 50, so its difference is zero and not resolved
+    res = {"elements": ["Nb"], "protocols": ["strict", "relaxed"], "skipped": [],
+           "experiments": {"Nb strict": exp(100.0, 50.0), "Nb relaxed": exp(10.0, 50.0)}}
+    line = lodo_report.verdicts_by_model(res).iloc[0]
+    assert line["FT-E(M)"] == "holds" and line["FT-E(CHGNet)"] == "not resolved" and line["holds for"] == "FT-E(M)"
+    runs = lodo_report.curve_runs(res, "FT-E(CHGNet)")
+    assert [r["label"] for r in runs] == ["FT-E(CHGNet), Strict", "FT-E(CHGNet), Relaxed"]
+    assert all("Nb held out" in r["name"] and r["curve"] == curve for r in runs)

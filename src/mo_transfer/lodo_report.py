@@ -37,9 +37,38 @@ def row_labels(result: dict) -> list[str]:
     return list(first["errors"]) if first else []
 
 
-def fold_table(result: dict, row: str) -> pd.DataFrame:
+def zero_force_errors(errs: FrameErrors, frames_by_id: dict) -> FrameErrors:
+    """The zero-force predictor on the frames of ``errs`` (same ids and structures, so it pairs with them); its
+    energy is the DFT energy, so only its force columns mean anything. Computed from the pool's frames, because a
+    Strict fold's composition-linear baseline, which carries zero force in the cache, is undefined (the held-out
+    element has no reference energy in training)."""
+    from .engine.baselines import zero_force
+    from .engine.records import frame_errors
+
+    missing = [f for f in errs.frame_ids if f not in frames_by_id]
+    if missing:
+        raise KeyError(f"{len(missing)} test frame(s) not in the frames given, e.g. {missing[0]}")
+    atoms = [frames_by_id[f] for f in errs.frame_ids]
+    return frame_errors(atoms, zero_force(atoms, [float(a.info["REF_energy"]) for a in atoms]), errs.frame_ids,
+                        errs.group_ids)
+
+
+def _composition_linear(result: dict, element: str, protocol: str) -> FrameErrors | None:
+    from .engine.baselines import COMPOSITION_LINEAR
+
+    parts = result["experiments"][f"{element} {protocol}"]["baselines"].get(COMPOSITION_LINEAR) or []
+    errs = stats.concat(FrameErrors.from_dict(p) for p in parts) if parts else None
+    return errs if errs is not None and errs.frame_ids else None
+
+
+def fold_table(result: dict, row: str, frames=None) -> pd.DataFrame:
     """One line per element and protocol: test structures, energy and force MAE with 95% intervals on the fold's
-    own test set, energy MAE on the non-equilibrium frames of the held-out trajectories, and convergence."""
+    own test set, energy MAE on the non-equilibrium frames of the held-out trajectories, and convergence. Given the
+    pool's ``frames``, also the trivial predictors on the same structures: the zero-force predictor's force MAE and
+    the row's paired force difference to it, and the composition-linear energy MAE where training determines it."""
+    from . import splits
+
+    by_id = {splits.frame_id(a): a for a in frames} if frames is not None else None
     lines = []
     for el in result["elements"]:
         for proto in result["protocols"]:
@@ -50,13 +79,23 @@ def fold_table(result: dict, row: str) -> pd.DataFrame:
                 lines.append({"element": el, "protocol": proto, "test structures": 0, "note": f"skipped: {reason}"})
                 continue
             ne = _errors(result, el, proto, row, NE_VIEW)
-            lines.append({"element": el, "protocol": proto, "test structures": len(errs.frame_ids),
-                          "energy MAE (meV/atom)": stats.bootstrap(errs, "energy_mae").text(1),
-                          "force MAE (meV/Å)": stats.bootstrap(errs, "force_mae").text(1),
-                          "FT-E_NE view frames": len(ne.frame_ids) if ne else 0,
-                          "FT-E_NE view energy MAE": stats.bootstrap(ne, "energy_mae").text(1) if ne else "-",
-                          "converged": "yes" if _converged(result, el, proto, row) else _why_not(result, el, proto, row),
-                          "note": ""})
+            line = {"element": el, "protocol": proto, "test structures": len(errs.frame_ids),
+                    "energy MAE (meV/atom)": stats.bootstrap(errs, "energy_mae").text(1),
+                    "force MAE (meV/Å)": stats.bootstrap(errs, "force_mae").text(1)}
+            if by_id is not None:
+                zero = zero_force_errors(errs, by_id)
+                comp = _composition_linear(result, el, proto)
+                line.update({"zero-force force MAE (meV/Å)": stats.bootstrap(zero, "force_mae").text(1),
+                             "force: row - zero force [95% CI]": stats.paired_difference(errs, zero, "force_mae").text(1),
+                             "composition-linear energy MAE": (stats.bootstrap(comp, "energy_mae").text(1) + (
+                                 f" ({len(comp.frame_ids)} of {len(errs.frame_ids)} structures)"
+                                 if len(comp.frame_ids) < len(errs.frame_ids) else "")) if comp is not None
+                             else "undefined (held-out element absent from training)"})
+            line.update({"FT-E_NE view frames": len(ne.frame_ids) if ne else 0,
+                         "FT-E_NE view energy MAE": stats.bootstrap(ne, "energy_mae").text(1) if ne else "-",
+                         "converged": "yes" if _converged(result, el, proto, row) else _why_not(result, el, proto, row),
+                         "note": ""})
+            lines.append(line)
     return pd.DataFrame(lines)
 
 
@@ -82,6 +121,35 @@ def protocol_effect(result: dict, row: str) -> pd.DataFrame:
                       "Strict - Relaxed [95% CI]": _negate(diff).text(1),
                       "verdict": verdict if ok else "not resolved",
                       "note": "" if ok else "a run stopped at its epoch cap or never improved on its start"})
+    return pd.DataFrame(lines)
+
+
+def curve_runs(result: dict, row: str) -> list[dict]:
+    """Every LODO training run of one model with its validation curve, coloured by protocol, for
+    :func:`mo_transfer.plots.learning_curves` (one figure per model: the fine-tunes of every held-out element)."""
+    out = []
+    for el in result["elements"]:
+        for proto in result["protocols"]:
+            exp = result["experiments"].get(f"{el} {proto}")
+            for cell in (exp or {}).get("cells", []):
+                if cell["row"] == row and cell.get("training", {}).get("curve"):
+                    out.append({"name": f"{row}, {el} held out, {proto}", "label": f"{row}, {proto.capitalize()}",
+                                "paradigm": "fine-tune", "curve": cell["training"]["curve"]})
+    return out
+
+
+def verdicts_by_model(result: dict) -> pd.DataFrame:
+    """Per held-out element, the verdict on 'Relaxed beats Strict on the shared structures' for each model (MACE,
+    CHGNet): whether the paper's protocol finding holds for one foundation family, both, or neither."""
+    rows = row_labels(result)
+    table = {row: protocol_effect(result, row).set_index("element")["verdict"] for row in rows}
+    lines = []
+    for el in result["elements"]:
+        line = {"held-out element": el, **{row: table[row].get(el, "-") for row in rows}}
+        held = [row for row in rows if line[row] == "holds"]
+        line["holds for"] = ("every model" if held and len(held) == len(rows) else ", ".join(held) if held
+                             else "no model")
+        lines.append(line)
     return pd.DataFrame(lines)
 
 
