@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mo_transfer import lodo_report, lodo_study, splits
+from mo_transfer.engine import baselines
 from mo_transfer.engine.records import FrameErrors
 from mo_transfer.profiles import get_profile
 
@@ -87,12 +88,12 @@ def test_the_zero_force_baseline_is_scored_on_the_rows_own_structures(ne_frames)
     frames = [a for a in ne_frames if a.info["state"] != "E"][:5]  # frames with real forces
     ids = [splits.frame_id(a) for a in frames]
     by_id = dict(zip(ids, frames))
-    zero = lodo_report.zero_force_errors(FrameErrors.from_dict(_errs(ids, [1.0] * 5)), by_id)
+    zero = baselines.zero_force_errors(FrameErrors.from_dict(_errs(ids, [1.0] * 5)), by_id)
     norms = np.concatenate([np.linalg.norm(a.arrays["REF_forces"], axis=1) for a in frames]) * 1000
     assert zero.frame_ids == ids and np.isclose(zero.force_abs_sum_mev_per_ang.sum() / zero.n_atoms.sum(), norms.mean())
     assert np.allclose(zero.energy_error_mev_per_atom, 0.0)
     with pytest.raises(KeyError, match="not in the frames given"):
-        lodo_report.zero_force_errors(FrameErrors.from_dict(_errs(ids + ["nowhere:0"], [1.0] * 6)), by_id)
+        baselines.zero_force_errors(FrameErrors.from_dict(_errs(ids + ["nowhere:0"], [1.0] * 6)), by_id)
     row = FrameErrors(ids, ids, zero.n_atoms, [5.0] * 5, zero.force_abs_sum_mev_per_ang + 10.0 * zero.n_atoms,
                       zero.force_sq_sum_mev2_per_ang2)
     cell = [{"row": "FT-E(M)", "fold": "f", "training": {"converged": True, "best_epoch": 3}}]

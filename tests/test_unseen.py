@@ -236,6 +236,29 @@ def test_the_headline_is_the_e0_swap_and_zero_shot_can_be_best():
     assert el.loc["Ag", "frames"] == 3 and el.loc["Hf", "paper's DIPI"] == "4.10"
 
 
+def test_the_strategy_table_scores_zero_force_on_the_new_element_frames():
+    """With the frames given, the table gains the zero-force predictor on the strategies' own frames: its force MAE
+    is the mean |F| per atom of those DFT frames (computed here independently)."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(6):
+        a = Atoms("Mo16", positions=rng.normal(0, 3, (16, 3)), cell=[10, 10, 10], pbc=True)
+        a.info.update(REF_energy=-160.0, traj_id=f"t{i}", step=0)
+        a.arrays["REF_forces"] = rng.normal(0, 0.05, (16, 3))
+        frames.append(a)
+    res = _result(MAES)
+    ids = [splits.frame_id(a) for a in frames]
+    for key, parts in res["strategies"]["errors"].items():  # the strategies' frames are these frames
+        parts[0]["frame_ids"] = ids
+    table = unseen_report.strategy_table(res, frames).set_index("strategy")
+    want = 1000 * np.mean(np.concatenate([np.linalg.norm(a.arrays["REF_forces"], axis=1) for a in frames]))
+    assert table.loc["baseline: zero force", "force MAE [95% CI]"].startswith(f"{want:.1f} [")
+    assert table.loc["baseline: zero force", "frames"] == 6
+    assert "baseline: zero force" not in set(unseen_report.strategy_table(res)["strategy"])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Cache layout and cost
 # ----------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import stats
+from .engine.baselines import zero_force_errors
 from .engine.records import FrameErrors, feeds_verdicts, stop_text
 from .metrics import PAPER_EXCLUDED_ELEMENT, load_paper_table2
 
@@ -35,22 +36,6 @@ def _why_not(result: dict, element: str, protocol: str, row: str) -> str:
 def row_labels(result: dict) -> list[str]:
     first = next(iter(result["experiments"].values()), None)
     return list(first["errors"]) if first else []
-
-
-def zero_force_errors(errs: FrameErrors, frames_by_id: dict) -> FrameErrors:
-    """The zero-force predictor on the frames of ``errs`` (same ids and structures, so it pairs with them); its
-    energy is the DFT energy, so only its force columns mean anything. Computed from the pool's frames, because a
-    Strict fold's composition-linear baseline, which carries zero force in the cache, is undefined (the held-out
-    element has no reference energy in training)."""
-    from .engine.baselines import zero_force
-    from .engine.records import frame_errors
-
-    missing = [f for f in errs.frame_ids if f not in frames_by_id]
-    if missing:
-        raise KeyError(f"{len(missing)} test frame(s) not in the frames given, e.g. {missing[0]}")
-    atoms = [frames_by_id[f] for f in errs.frame_ids]
-    return frame_errors(atoms, zero_force(atoms, [float(a.info["REF_energy"]) for a in atoms]), errs.frame_ids,
-                        errs.group_ids)
 
 
 def _composition_linear(result: dict, element: str, protocol: str) -> FrameErrors | None:
@@ -83,7 +68,7 @@ def fold_table(result: dict, row: str, frames=None) -> pd.DataFrame:
                     "energy MAE (meV/atom)": stats.bootstrap(errs, "energy_mae").text(1),
                     "force MAE (meV/Å)": stats.bootstrap(errs, "force_mae").text(1)}
             if by_id is not None:
-                zero = zero_force_errors(errs, by_id)
+                zero = zero_force_errors(errs, by_id)  # a Strict fold's composition-linear is undefined
                 comp = _composition_linear(result, el, proto)
                 line.update({"zero-force force MAE (meV/Å)": stats.bootstrap(zero, "force_mae").text(1),
                              "force: row - zero force [95% CI]": stats.paired_difference(errs, zero, "force_mae").text(1),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import stats
+from .engine.baselines import zero_force_errors
 from .engine.records import FrameErrors, feeds_verdicts
 from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, OUR_CELL_ATOMS, PAPER_APPROX_MEV_PER_ATOM,
                             PAPER_CELL_ATOMS, PAPER_DIPI_BY_ELEMENT, PAPER_DIPI_MEV_PER_ATOM, PAPER_REDUCTION_PCT,
@@ -65,9 +66,11 @@ def _paper(row: str) -> str:
     return "-"
 
 
-def strategy_table(result: dict) -> pd.DataFrame:
+def strategy_table(result: dict, frames=None) -> pd.DataFrame:
     """One line per strategy and baseline on the same new-element test frames: energy MAE / RMSE (meV/atom) and
-    force MAE (meV/Å) with 95 % intervals over structures, the runs that stopped early, and the paper's energy MAE."""
+    force MAE (meV/Å) with 95 % intervals over structures, the runs that stopped early, and the paper's energy MAE.
+    Given the new-element ``frames``, also the zero-force predictor on them (the composition-linear baseline, which
+    carries zero force, is undefined for an element absent from training)."""
     lines = []
     for row in rows_of(result):
         e = errors(result, row)
@@ -94,6 +97,16 @@ def strategy_table(result: dict) -> pd.DataFrame:
                       "energy MAE [95% CI]": stats.bootstrap(e, "energy_mae").text(1),
                       "energy RMSE [95% CI]": stats.bootstrap(e, "energy_rmse").text(1),
                       "force MAE [95% CI]": stats.bootstrap(e, "force_mae").text(1),
+                      "converged runs": "-", "usable for verdicts": "-", "paper's energy MAE": "-"})
+    if frames is not None:
+        from . import splits
+
+        first = errors(result, rows_of(result)[0])
+        zero = zero_force_errors(first, {splits.frame_id(a): a for a in frames})
+        lines.append({"strategy": "baseline: zero force", "what": "predicts no force (its energy column is not a "
+                      "prediction)", "frames": len(zero.frame_ids), "structures": len(set(zero.group_ids)),
+                      "energy MAE [95% CI]": "-", "energy RMSE [95% CI]": "-",
+                      "force MAE [95% CI]": stats.bootstrap(zero, "force_mae").text(1),
                       "converged runs": "-", "usable for verdicts": "-", "paper's energy MAE": "-"})
     return pd.DataFrame(lines)
 

@@ -39,6 +39,19 @@ def zero_force(frames: Sequence[Atoms], energies_ev: Sequence[float]) -> Predict
     return Predictions(energies, [np.zeros((len(a), 3)) for a in frames])
 
 
+def zero_force_errors(errs: FrameErrors, frames_by_id: dict[str, Atoms]) -> FrameErrors:
+    """The zero-force predictor on the frames of a row's errors (same ids and structures, so it pairs with them);
+    its energy is the DFT energy, so only its force columns mean anything. For tables whose cached baselines do
+    not cover the row's frames: a composition-linear fit, which carries zero force, is undefined for an element
+    absent from training (LODO Strict, the unseen elements)."""
+    missing = [f for f in errs.frame_ids if f not in frames_by_id]
+    if missing:
+        raise KeyError(f"{len(missing)} test frame(s) not in the frames given, e.g. {missing[0]}")
+    atoms = [frames_by_id[f] for f in errs.frame_ids]
+    return frame_errors(atoms, zero_force(atoms, [float(a.info[ENERGY_KEY]) for a in atoms]), errs.frame_ids,
+                        errs.group_ids)
+
+
 @dataclass
 class CompositionLinear:
     """Per-element reference energies (eV/atom) from least squares of the training energies on element counts.
