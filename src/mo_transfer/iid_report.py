@@ -13,7 +13,7 @@ from .engine import stats
 from .engine.records import FrameErrors, stop_text
 from .engine.tables import (METRIC_UNITS, convergence, error_table, errors_of, fold_converged,  # noqa: F401
                             fold_errors, row_cells, training_table)
-from .iid_study import PAPER_PROTOCOL
+from .iid_study import CHGNET_DEFAULT_LR, PAPER_PROTOCOL
 from .metrics import load_paper_table1
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,6 +80,10 @@ def claims(result: dict) -> list[Claim]:
                 out.append(Claim(f"fine-tune beats scratch ({x}, paper protocol)", metric,
                                  (PAPER_PROTOCOL, f"FT-E({x})"), (PAPER_PROTOCOL, f"Scratch-E({x})"),
                                  _paper_text(f"FT-E({x})", f"Scratch-E({x})", metric)))
+            alt = f"Scratch-E({x}), {CHGNET_DEFAULT_LR}"
+            if alt in rows_e:
+                out.append(Claim(f"fine-tune beats scratch ({x}, scratch at chgnet's default lr)", metric,
+                                 ("FT-E", ft), ("FT-E", alt), _paper_text(f"FT-E({x})", f"Scratch-E({x})", metric)))
             out.append(Claim(f"fine-tune beats zero-shot ({x})", metric, ("FT-E", ft), ("FT-E", zs),
                              _paper_text(f"FT-E({x})", zs, metric)))
         out.append(Claim(f"fine-tune beats zero-shot with refit references ({x})", "energy_mae", ("FT-E", ft),
