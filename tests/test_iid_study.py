@@ -270,7 +270,7 @@ def test_a_cache_of_the_old_layout_is_refused_with_the_recompute_command(tmp_pat
 
 
 def test_the_cpu_profile_fits_its_core_hour_budget():
-    """Issue #26 item 7: the cpu IID study is sized to about 8 core-hours on our pools (57 / 300 frames; 8.2 today,
+    """Issue #26 item 7: the cpu IID study is sized to about 8 core-hours on our pools (57 / 300 frames; 8.1 today,
     from the epochs measured on fold 0 and CHGNet's measured epoch cost), and running the paper protocol on every
     fold would not fit."""
     est = iid_study.estimate_core_hours("cpu", 57, 300)

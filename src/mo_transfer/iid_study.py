@@ -280,6 +280,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
             add("FT-E_NE size-matched", s, n_ene, n_e_train, fine)
             add("FT-E_NE random split", s, 1, n_ne_frames * 0.81, ene_epochs(n_ne_frames * 0.81, fine))
     if p.chgnet_rows:
-        add("FT-E, CHGNet", "chgnet", 3 * k, n_e_train, epochs_to_stop("chgnet", p))  # scratch twice, fine-tune
+        add("FT-E, CHGNet", "chgnet", k, n_e_train, epochs_to_stop("chgnet", p))  # fine-tune
+        add("FT-E, CHGNet", "chgnet", 2 * k, n_e_train, epochs_to_stop("chgnet-scratch", p))  # scratch, two rates
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}

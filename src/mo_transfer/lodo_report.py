@@ -34,8 +34,14 @@ def _why_not(result: dict, element: str, protocol: str, row: str) -> str:
 
 
 def row_labels(result: dict) -> list[str]:
-    first = next(iter(result["experiments"].values()), None)
-    return list(first["errors"]) if first else []
+    """Every model of the study, in first-seen order (CHGNet may run on some folds only)."""
+    return list(dict.fromkeys(r for exp in result["experiments"].values() for r in exp["errors"]))
+
+
+def _not_run(result: dict, element: str, row: str) -> bool:
+    """The row was not trained on this element's folds at this profile (CHGNet on a subset of the folds)."""
+    return not any(row in exp["errors"] for name, exp in result["experiments"].items()
+                   if name.split(" ")[0] == element)
 
 
 def _composition_linear(result: dict, element: str, protocol: str) -> FrameErrors | None:
@@ -58,6 +64,10 @@ def fold_table(result: dict, row: str, frames=None) -> pd.DataFrame:
     for el in result["elements"]:
         for proto in result["protocols"]:
             errs = _errors(result, el, proto, row)
+            if errs is None and _not_run(result, el, row):
+                lines.append({"element": el, "protocol": proto, "test structures": 0,
+                              "note": f"{row} is not run on this fold at this profile"})
+                continue
             if errs is None:
                 reason = next((s["reason"] for s in result["skipped"] if s["element"] == el and s["protocol"] == proto),
                               "not run")
@@ -91,6 +101,10 @@ def protocol_effect(result: dict, row: str) -> pd.DataFrame:
     lines = []
     for el in result["elements"]:
         strict, relaxed = _errors(result, el, "strict", row), _errors(result, el, "relaxed", row)
+        if _not_run(result, el, row):
+            lines.append({"element": el, "shared structures": 0, "verdict": "not run",
+                          "note": f"{row} is not run on this fold at this profile"})
+            continue
         if strict is None or relaxed is None:
             lines.append({"element": el, "shared structures": 0, "verdict": "skipped",
                           "note": "no Relaxed (or Strict) test structure: nothing to compare"})
@@ -153,7 +167,7 @@ def summary_rows(result: dict, row: str) -> pd.DataFrame:
             if e is not None:
                 own[p][el] = stats.energy_mae(e)
     effect = protocol_effect(result, row)
-    shared = effect[effect["verdict"] != "skipped"] if "verdict" in effect else effect.iloc[0:0]
+    shared = effect[~effect["verdict"].isin(["skipped", "not run"])] if "verdict" in effect else effect.iloc[0:0]
     lines = []
     for p in ("strict", "relaxed"):
         vals = np.array(list(own[p].values()))
@@ -187,7 +201,7 @@ def exceptions_markdown(result: dict, row: str, elements: tuple[str, ...] = ("Cr
             parts.append(f"**{el}** was not held out at this profile.")
             continue
         line = effect.loc[el]
-        if line["verdict"] == "skipped":
+        if line["verdict"] in ("skipped", "not run"):
             parts.append(f"**{el}**: {line['note']}.")
         elif line["verdict"] == "not resolved":
             parts.append(f"**{el}**: the data cannot tell (Strict - Relaxed {line['Strict - Relaxed [95% CI]']} "

@@ -33,11 +33,12 @@ NE_VIEW = "NE"
 
 
 
-def rows(p: Profile, foundation: str) -> tuple[Row, ...]:
-    """The fine-tuned model of a fold (MACE at the LODO scale, and CHGNet 0.3.0 when the profile runs it)."""
+def rows(p: Profile, foundation: str, element: str | None = None) -> tuple[Row, ...]:
+    """The fine-tuned model of a fold (MACE at the LODO scale, and CHGNet 0.3.0 on the profile's CHGNet folds;
+    ``element=None``: every row the profile runs anywhere)."""
     out = [Row(f"FT-E({SCALE_LETTER[p.lodo_scale]})", "fine-tune", foundation, scale=p.lodo_scale,
                settings=settings(p, p.transfer_lr))]
-    if p.chgnet_rows:
+    if p.chgnet_rows and (element is None or element in p.lodo_chgnet_folds):
         out.append(Row("FT-E(CHGNet)", "fine-tune", CHGNET_FOUNDATION, backend="chgnet", scale="chgnet",
                        settings=settings(p, ema=False)))
     return tuple(out)
@@ -63,7 +64,7 @@ def experiments(p: Profile, ne_frames: Sequence[Atoms], foundation: str, work: P
                 skipped.append({"element": el, "protocol": protocol, "reason": str(err)})
                 continue
             fold = prepare_fold(e_frames, split, work, extra={NE_VIEW: ne_view(ne_frames, split.test)})
-            exps.append(Experiment(f"{el} {protocol}", "FT-E", (fold,), rows(p, foundation), TRAIN_ELEMENTS,
+            exps.append(Experiment(f"{el} {protocol}", "FT-E", (fold,), rows(p, foundation, el), TRAIN_ELEMENTS,
                                    design="repeats"))
     return exps, skipped
 
@@ -76,7 +77,8 @@ def compute(profile: str | Profile, ne_frames: Sequence[Atoms], foundation: str,
     exps, skipped = experiments(p, ne_frames, foundation, Path(work))
     results = {e.name: run_experiment(e, Path(work), backend, workers) for e in exps}
     return {"schema": SCHEMA, "profile": p.name, "scale": SCALE_LETTER[p.lodo_scale],
-            "elements": list(p.lodo_folds), "protocols": list(PROTOCOLS), "skipped": skipped,
+            "elements": list(p.lodo_folds), "chgnet_elements": list(p.lodo_chgnet_folds),
+            "protocols": list(PROTOCOLS), "skipped": skipped,
             "experiments": results, "wall_s": round(time.time() - t0, 1)}
 
 
@@ -101,14 +103,15 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
 
 def estimate_core_hours(profile: str | Profile, n_e_frames: int) -> dict[str, float]:
     """Core-hours the LODO study should take at a profile's size: per fold one fine-tune of the LODO-scale model
-    at the profile's transfer lr (and of CHGNet), on about (1 - 1/11) of the FT-E pool, to early stopping at the
+    at the profile's transfer lr (and of CHGNet on its folds), on about (1 - 1/11) of the FT-E pool, to early stopping at the
     epoch counts and per-frame epoch costs measured in the IID study (``study_common.epochs_to_stop``)."""
     p = get_profile(profile)
     n_train = n_e_frames * (1 - 1 / 11) * 0.9
     folds = len(PROTOCOLS) * len(p.lodo_folds)
     hours = {"MACE": folds * n_train * epochs_to_stop("fine-tune", p, p.lodo_scale)
              * seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) / 3600}
-    if p.chgnet_rows:
-        hours["CHGNet"] = folds * n_train * epochs_to_stop("chgnet", p) * seconds_per_frame_epoch("chgnet") / 3600
+    if p.lodo_chgnet_folds:
+        hours["CHGNet"] = (len(PROTOCOLS) * len(p.lodo_chgnet_folds) * n_train * epochs_to_stop("chgnet", p)
+                           * seconds_per_frame_epoch("chgnet") / 3600)
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}

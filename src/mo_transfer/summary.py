@@ -152,7 +152,9 @@ def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str
         {"aspect": "IID splits", "paper": "10 (FT-E) / 5 (FT-E_NE) random (81:9):10 splits",
          "ours": f"{p.iid_folds} folds of whole trajectories, every relaxed structure tested once"},
         {"aspect": "LODO folds", "paper": "11 elements x 2 protocols, at M",
-         "ours": f"{len(p.lodo_folds)} elements x 2 protocols, at {p.lodo_scale[0].upper()}"},
+         "ours": f"{len(p.lodo_folds)} elements x 2 protocols, at {p.lodo_scale[0].upper()}" + (
+             f"; CHGNet on {', '.join(p.lodo_chgnet_folds)}" if 0 < len(p.lodo_chgnet_folds) < len(p.lodo_folds)
+             else "")},
         {"aspect": "learning rate", "paper": "3e-4 for every paradigm and study",
          "ours": "IID: each paradigm's rate chosen on fold 0 from " + ", ".join(f"{x:g}" for x in p.tuned_lrs)
                  + " (the verdicts), and 3e-4 on " + (f"{p.paper_protocol_folds} fold(s)" if p.paper_protocol_folds
