@@ -42,6 +42,8 @@ def default_scaling_scale(p: Profile) -> str:
     """The scale of the default-scaled scratch row: ``DEFAULT_SCALING_SCALE`` when the profile runs it, else its
     first scale."""
     return DEFAULT_SCALING_SCALE if DEFAULT_SCALING_SCALE in p.model_scales else p.model_scales[0]
+
+
 #: The experiment of the paper-protocol rows: FT-E frames of the profile's ``paper_protocol_folds``.
 PAPER_PROTOCOL = "FT-E, paper protocol"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import stats
-from .engine.baselines import zero_force_errors
+from .engine.baselines import COMPOSITION_LINEAR, zero_force_errors
 from .engine.records import FrameErrors, feeds_verdicts, stop_text
 from .metrics import PAPER_EXCLUDED_ELEMENT, load_paper_table2
 
@@ -23,14 +23,17 @@ def _errors(result: dict, element: str, protocol: str, row: str, view: str = "te
     return stats.concat(FrameErrors.from_dict(p) for p in parts) if parts else None
 
 
+def _trainings(result: dict, element: str, protocol: str, row: str) -> list[dict]:
+    return [c.get("training", {}) for c in result["experiments"][f"{element} {protocol}"]["cells"] if c["row"] == row]
+
+
 def _converged(result: dict, element: str, protocol: str, row: str) -> bool:
-    cells = [c for c in result["experiments"][f"{element} {protocol}"]["cells"] if c["row"] == row]
-    return all(feeds_verdicts(c.get("training", {})) for c in cells)
+    return all(feeds_verdicts(t) for t in _trainings(result, element, protocol, row))
 
 
-def _why_not(result: dict, element: str, protocol: str, row: str) -> str:
-    cells = [c for c in result["experiments"][f"{element} {protocol}"]["cells"] if c["row"] == row]
-    return next((stop_text(c["training"]) for c in cells if not feeds_verdicts(c.get("training", {}))), "NO")
+def _stop_text(result: dict, element: str, protocol: str, row: str) -> str:
+    """"yes" when every run of the fold may feed a verdict, else why the first that may not does not."""
+    return next((stop_text(t) for t in _trainings(result, element, protocol, row) if not feeds_verdicts(t)), "yes")
 
 
 def row_labels(result: dict) -> list[str]:
@@ -40,13 +43,11 @@ def row_labels(result: dict) -> list[str]:
 
 def _not_run(result: dict, element: str, row: str) -> bool:
     """The row was not trained on this element's folds at this profile (CHGNet on a subset of the folds)."""
-    return not any(row in exp["errors"] for name, exp in result["experiments"].items()
-                   if name.split(" ")[0] == element)
+    exps = (result["experiments"].get(f"{element} {p}") for p in result["protocols"])
+    return not any(row in exp["errors"] for exp in exps if exp is not None)
 
 
 def _composition_linear(result: dict, element: str, protocol: str) -> FrameErrors | None:
-    from .engine.baselines import COMPOSITION_LINEAR
-
     parts = result["experiments"][f"{element} {protocol}"]["baselines"].get(COMPOSITION_LINEAR) or []
     errs = stats.concat(FrameErrors.from_dict(p) for p in parts) if parts else None
     return errs if errs is not None and errs.frame_ids else None
@@ -88,7 +89,7 @@ def fold_table(result: dict, row: str, frames=None) -> pd.DataFrame:
                              else "undefined (held-out element absent from training)"})
             line.update({"FT-E_NE view frames": len(ne.frame_ids) if ne else 0,
                          "FT-E_NE view energy MAE": stats.bootstrap(ne, "energy_mae").text(1) if ne else "-",
-                         "converged": "yes" if _converged(result, el, proto, row) else _why_not(result, el, proto, row),
+                         "converged": _stop_text(result, el, proto, row),
                          "note": ""})
             lines.append(line)
     return pd.DataFrame(lines)

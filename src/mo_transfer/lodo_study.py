@@ -103,8 +103,8 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
 
 def estimate_core_hours(profile: str | Profile, n_e_frames: int) -> dict[str, float]:
     """Core-hours the LODO study should take at a profile's size: per fold one fine-tune of the LODO-scale model
-    at the profile's transfer lr (and of CHGNet on its folds), on about (1 - 1/11) of the FT-E pool, to early stopping at the
-    epoch counts and per-frame epoch costs measured in the IID study (``study_common.epochs_to_stop``)."""
+    at the profile's transfer lr (and of CHGNet on its folds), on about (1 - 1/11) of the FT-E pool, to early
+    stopping at the epoch counts and per-frame epoch costs measured in the IID study (``study_common.epochs_to_stop``)."""
     p = get_profile(profile)
     n_train = n_e_frames * (1 - 1 / 11) * 0.9
     folds = len(PROTOCOLS) * len(p.lodo_folds)

@@ -50,8 +50,8 @@ MEASURED_PATIENCE = 20
 
 def epochs_to_stop(kind: str, p: Profile, scale: str = "") -> int:
     """Epochs a run of ``kind`` ("scratch", "fine-tune", "chgnet" (its fine-tune), "chgnet-scratch") at ``scale``
-    should take under a profile's
-    patience and cap: the measured count plus the patience beyond the measured one, at most the cap."""
+    should take under a profile's patience and cap: the measured count plus the patience beyond the measured one,
+    at most the cap."""
     measured = EPOCHS_TO_STOP_BY_SCALE.get((kind, scale), EPOCHS_TO_STOP[kind])
     return min(p.engine_max_epochs, measured + max(0, p.engine_patience - MEASURED_PATIENCE))
 

@@ -212,7 +212,11 @@ class FrameErrors:
         missing = [f for f in frame_ids if f not in index]
         if missing:
             raise KeyError(f"{len(missing)} frame(s) not in these errors, e.g. {missing[:3]}")
-        idx = [index[f] for f in frame_ids]
+        return self.take([index[f] for f in frame_ids])
+
+    def take(self, idx: Sequence[int]) -> "FrameErrors":
+        """The errors of the frames at these positions, in that order."""
+        idx = list(idx)
         return FrameErrors([self.frame_ids[i] for i in idx], [self.group_ids[i] for i in idx], self.n_atoms[idx],
                            self.energy_error_mev_per_atom[idx], self.force_abs_sum_mev_per_ang[idx],
                            self.force_sq_sum_mev2_per_ang2[idx])

@@ -12,13 +12,18 @@ from .records import FrameErrors, feeds_verdicts, stop_text
 METRIC_UNITS = {"energy_mae": "meV/atom", "energy_rmse": "meV/atom", "force_mae": "meV/Å", "force_rmse": "meV/Å"}
 
 
-def errors_of(result: dict, experiment: str, label: str) -> FrameErrors:
-    """The pooled per-frame test errors of a row (or baseline) of an experiment."""
+def _parts(result: dict, experiment: str, label: str) -> list[dict]:
+    """The cached error parts of a row (or baseline): one per fold, or one pooled part of a K-fold experiment."""
     exp = result["experiments"][experiment]
     parts = exp["errors"].get(label) or exp["baselines"].get(label)
     if parts is None:
         raise KeyError(f"no row or baseline {label!r} in experiment {experiment!r}")
-    return stats.concat(FrameErrors.from_dict(p) for p in parts)
+    return parts
+
+
+def errors_of(result: dict, experiment: str, label: str) -> FrameErrors:
+    """The pooled per-frame test errors of a row (or baseline) of an experiment."""
+    return stats.concat(FrameErrors.from_dict(p) for p in _parts(result, experiment, label))
 
 
 def row_cells(result: dict, experiment: str, label: str) -> list[dict]:
@@ -37,9 +42,7 @@ def fold_errors(result: dict, experiment: str, label: str) -> dict[str, FrameErr
     row, concatenated in fold order; it is cut back by each fold's test count, and refused if the counts and the
     pooled frames disagree (a cache written some other way)."""
     exp = result["experiments"][experiment]
-    parts = exp["errors"].get(label) or exp["baselines"].get(label)
-    if parts is None:
-        raise KeyError(f"no row or baseline {label!r} in experiment {experiment!r}")
+    parts = _parts(result, experiment, label)
     folds = exp["folds"]
     if len(parts) == len(folds) and exp.get("design") != "kfold":
         return {f["name"]: FrameErrors.from_dict(p) for f, p in zip(folds, parts)}
@@ -50,10 +53,7 @@ def fold_errors(result: dict, experiment: str, label: str) -> dict[str, FrameErr
                          f"{len(pooled.frame_ids)} frames; recompute the study")
     out, start = {}, 0
     for f, n in zip(folds, sizes):
-        sl = slice(start, start + n)
-        out[f["name"]] = FrameErrors(pooled.frame_ids[sl], pooled.group_ids[sl], pooled.n_atoms[sl],
-                                     pooled.energy_error_mev_per_atom[sl], pooled.force_abs_sum_mev_per_ang[sl],
-                                     pooled.force_sq_sum_mev2_per_ang2[sl])
+        out[f["name"]] = pooled.take(range(start, start + n))
         start += n
     return out
 
