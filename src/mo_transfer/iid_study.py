@@ -24,11 +24,12 @@ from ase import Atoms
 
 from . import cache, splits
 from .engine import folds as folds_mod
-from .engine.run import Experiment, Row, prepare_fold, run_experiment
+from .engine.run import Experiment, Row, prepare_fold, run_experiment, run_experiments
+from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
 from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, e_ids,
                            foundations_of, load_study_results, partition, restrict, settings, study_data,
-                           trajectory_folds, work_dir)
+                           trajectory_folds, run_store, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "iid"
@@ -185,7 +186,7 @@ def experiments(p: Profile, ne_frames: Sequence[Atoms], foundations: dict[str, s
 
 
 def compute(profile: str | Profile, data_frames: Sequence[Atoms], foundations: dict[str, str], work: str | Path,
-            backend: str = "sequential", workers: int = 1) -> dict:
+            backend: str = "sequential", workers: int = 1, store: RunStore | None = None) -> dict:
     """Run the study: the lr grid on fold 0, then every experiment; returns the JSON-able result."""
     p = get_profile(profile)
     work = Path(work)
@@ -195,10 +196,11 @@ def compute(profile: str | Profile, data_frames: Sequence[Atoms], foundations: d
     fold0 = partition(data_frames, p)[0]
     grid_fold = prepare_fold(e_frames, restrict(fold0, e_frame_ids, fold0.name.replace("traj", "E")), work)
     grid = run_experiment(Experiment("lr-grid", "FT-E", (grid_fold,), lr_grid_rows(p, foundations), TRAIN_ELEMENTS),
-                          work, backend, workers)
+                          work, backend, workers, store=store)
     tuned = select_lrs(grid)
-    results = {e.name: run_experiment(e, work, backend, workers)
-               for e in experiments(p, data_frames, foundations, work, tuned)}
+    # one batch for every experiment: no core idles at an experiment's last run
+    results = run_experiments(experiments(p, data_frames, foundations, work, tuned), work, backend, workers,
+                              store=store)
     return {"schema": SCHEMA, "profile": p.name, "tuned_lrs": tuned, "lr_grid": grid, "experiments": results,
             "n_frames": {"FT-E": len(e_frames), "FT-E_NE": len(data_frames)},
             "n_trajectories": len({folds_mod.traj_group(a) for a in data_frames}),
@@ -218,7 +220,8 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
 
     def compute_fn() -> dict:
         loaded, frames = study_data(p, root)
-        result = compute(p, frames, foundations_of(p, work, root), work, backend, workers)
+        result = compute(p, frames, foundations_of(p, work, root), work, backend, workers,
+                         run_store(p, "iid", root))
         return {**result, "data": {"label": loaded.label, **loaded.summary()}}
 
     return load_study_results(CACHE_NAME, NOTEBOOK, SCHEMA, p, compute_fn, recompute, root)

@@ -18,10 +18,11 @@ from ase import Atoms
 
 from . import splits
 from .engine import folds as folds_mod
-from .engine.run import Experiment, Row, prepare_fold, run_experiment
+from .engine.run import Experiment, Row, prepare_fold, run_experiments
+from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
 from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, foundations_of,
-                           load_study_results, settings, study_data, work_dir)
+                           load_study_results, settings, study_data, run_store, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "lodo"
@@ -70,12 +71,12 @@ def experiments(p: Profile, ne_frames: Sequence[Atoms], foundation: str, work: P
 
 
 def compute(profile: str | Profile, ne_frames: Sequence[Atoms], foundation: str, work: str | Path,
-            backend: str = "sequential", workers: int = 1) -> dict:
-    """Run every fold; returns the JSON-able result."""
+            backend: str = "sequential", workers: int = 1, store: RunStore | None = None) -> dict:
+    """Run every fold (their runs as one batch); returns the JSON-able result."""
     p = get_profile(profile)
     t0 = time.time()
     exps, skipped = experiments(p, ne_frames, foundation, Path(work))
-    results = {e.name: run_experiment(e, Path(work), backend, workers) for e in exps}
+    results = run_experiments(exps, Path(work), backend, workers, store=store)
     return {"schema": SCHEMA, "profile": p.name, "scale": SCALE_LETTER[p.lodo_scale],
             "elements": list(p.lodo_folds), "chgnet_elements": list(p.lodo_chgnet_folds),
             "protocols": list(PROTOCOLS), "skipped": skipped,
@@ -95,7 +96,7 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
     def compute_fn() -> dict:
         loaded, frames = study_data(p, root)
         found = foundations_of(p, work, root, scales=(p.lodo_scale,))[p.lodo_scale]
-        return {**compute(p, frames, found, work, backend, workers),
+        return {**compute(p, frames, found, work, backend, workers, run_store(p, "lodo", root)),
                 "data": {"label": loaded.label, **loaded.summary()}}
 
     return load_study_results(CACHE_NAME, NOTEBOOK, SCHEMA, p, compute_fn, recompute, root)

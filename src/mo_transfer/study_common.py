@@ -13,6 +13,7 @@ from . import cache, foundation, splits
 from .engine import folds as folds_mod
 from .engine.records import TrainSettings
 from .engine.run import Fold, prepare_fold
+from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
 
 SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L", "chgnet": "CHGNet"}
@@ -162,6 +163,13 @@ def check_layout(result: object, name: str, schema: str, profile: str) -> dict:
 def work_dir(profile: str | Profile, study: str, root: str | Path | None = None) -> Path:
     """Where a study's splits and training runs live (``data/runs/<profile>/<study>``, ignored by git)."""
     return Path(root if root is not None else cache.repo_root()) / "data" / "runs" / get_profile(profile).name / study
+
+
+def run_store(profile: str | Profile, study: str, root: str | Path | None = None, keep_models: bool = False
+              ) -> RunStore:
+    """Where a study's finished runs are kept in git (``data/results/<profile>/runs/<study>``): a fresh checkout
+    resumes the sweep from them instead of training again (see :mod:`mo_transfer.engine.run_store`)."""
+    return RunStore(cache.results_dir(profile, root) / "runs" / study, keep_models)
 
 
 def load_study_results(name: str, notebook: str, schema: str, profile: str | Profile, compute_fn,

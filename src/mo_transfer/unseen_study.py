@@ -16,6 +16,7 @@ prose live in :mod:`mo_transfer.unseen_report`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -28,10 +29,11 @@ from . import foundation, proxy, splits
 from .engine import stats
 from .engine.folds import kfold_splits, traj_group
 from .engine.records import FrameErrors
-from .engine.run import Experiment, Row, prepare_fold, run_experiment
+from .engine.run import Experiment, Row, prepare_fold, run_experiment, run_experiments
+from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
 from .study_common import (SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, foundations_of, load_study_results,
-                           settings, study_data, work_dir)
+                           run_store, settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, REFINE, REFINE_FULL, SMOKE_SCAN_CANDIDATES,
                             ZERO_SHOT, ZERO_SHOT_REFIT, dipi_and_e0_swap, element_key, elements_present,
@@ -175,7 +177,8 @@ def scan_experiment(p: Profile, seen: Sequence[Atoms], new: Sequence[Atoms], ele
 
 
 def compute(profile: str | Profile, ne_frames: Sequence[Atoms], new: Sequence[Atoms], found: str, work: str | Path,
-            backend: str = "sequential", workers: int = 1, proxy_map: proxy.ProxyMap | None = None) -> dict:
+            backend: str = "sequential", workers: int = 1, proxy_map: proxy.ProxyMap | None = None,
+            store: RunStore | None = None) -> dict:
     """Run the study (see the module docstring); returns the JSON-able result."""
     p = get_profile(profile)
     work, t0 = Path(work), time.time()
@@ -184,16 +187,19 @@ def compute(profile: str | Profile, ne_frames: Sequence[Atoms], new: Sequence[At
     elements = elements_present(new)
     proxy_map = proxy_map or proxy.ProxyMap.default()
     proxies = proxy_map.for_model(TRAIN_ELEMENTS, elements)  # a missing or foreign proxy fails before any training
-    base = {e.name: run_experiment(e, work, backend, workers) for e in base_experiments(p, seen, found, work)}
+    # the base models are kept with their records: the strategies start from them, in this session or a later one
+    keep = dataclasses.replace(store, keep_models=True) if store is not None else None
+    base = run_experiments(base_experiments(p, seen, found, work), work, backend, workers, store=keep)
     base_model, full_model = model_path(base[BASE]), model_path(base[BASE_FULL])
     dipi, swap = dipi_and_e0_swap(base_model, found, elements, proxy_map, work)
     folds = tuple(prepare_fold(seen + new, s, work) for s in refine_splits(seen, new, p.refine_folds, p.seed))
     exp = Experiment("strategies", "FT-E + new-element frames", folds, strategy_rows(p, found, dipi, swap, full_model),
                      TRAIN_ELEMENTS + tuple(elements), design="kfold")
-    strategies = run_experiment(exp, work, backend, workers)
+    strategies = run_experiment(exp, work, backend, workers, store=store)
     element_of = {fid: element_key(a) for fid, a in zip(splits.frame_ids(new), new)}
     worst = worst_element(strategies, element_of)
-    scan = run_experiment(scan_experiment(p, seen, new, worst, base_model, found, work), work, backend, workers)
+    scan = run_experiment(scan_experiment(p, seen, new, worst, base_model, found, work), work, backend, workers,
+                          store=store)
     proxy_e0 = foundation_e0s_ev(base_model, sorted(set(proxies.values())))
     own_e0 = foundation_e0s_ev(found, elements)
     return {"schema": SCHEMA, "profile": p.name, "scale": SCALE_LETTER[p.lodo_scale], "elements": elements,
@@ -235,7 +241,7 @@ def load_results(profile: str | Profile, recompute: bool = False, root: str | Pa
         loaded, frames = study_data(p, root)
         new = new_frames(loaded, p.name)
         found = foundations_of(p, work, root, scales=(p.lodo_scale,))[p.lodo_scale]
-        return {**compute(p, frames, new, found, work, backend, workers),
+        return {**compute(p, frames, new, found, work, backend, workers, store=run_store(p, "unseen", root)),
                 "data": {"label": loaded.label, **data_summary(frames, new)}}
 
     return load_study_results(CACHE_NAME, NOTEBOOK, SCHEMA, p, compute_fn, recompute, root)

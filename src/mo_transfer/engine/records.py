@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -89,11 +90,15 @@ class TrainSpec:
         return d
 
     def identity(self) -> dict:
-        """What determines a run's result: the spec without its folder and thread count. Optional settings added
-        after runs were made (``e0s_ev``) enter only when set, so their default leaves existing runs valid."""
+        """What determines a run's result: the spec without its folder and thread count, its files named by their
+        last two path parts (their bytes are hashed beside it), so a run keeps its identity in another checkout.
+        Optional settings added after runs were made (``e0s_ev``) enter only when set."""
         d = self.to_dict()
         d.pop("run_dir")
         d.pop("threads")
+        for key in ("train_file", "valid_file", "foundation"):
+            if "/" in d[key] or "\\" in d[key]:
+                d[key] = "/".join(Path(d[key]).parts[-2:])
         if d["settings"].get("e0s_ev") is None:
             d["settings"].pop("e0s_ev", None)
         return d

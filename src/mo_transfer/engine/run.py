@@ -25,6 +25,7 @@ from .backend import get_backend
 from .e0s import fit_offsets
 from . import baselines
 from .records import FrameErrors, Predictions, TrainSettings, TrainSpec, frame_errors
+from .run_store import RunStore
 from .stats import concat
 
 SCHEMA = "mo_transfer.engine/1"
@@ -62,9 +63,17 @@ class Fold:
     folder: str
     extra: tuple[str, ...] = ()
 
-    def frames(self, subset: str) -> list[Atoms]:
+    def set_file(self, subset: str) -> Path:
+        """The extxyz file of a subset (``train``, ``valid``, ``test``) or of an extra evaluation set."""
         name = subset if subset in splits.SUBSETS else f"extra-{subset}"
-        return read_frames(Path(self.folder) / f"{name}.extxyz")
+        return Path(self.folder) / f"{name}.extxyz"
+
+    def frames(self, subset: str) -> list[Atoms]:
+        return read_frames(self.set_file(subset))
+
+    def evaluation_files(self) -> list[Path]:
+        """The files every model of the fold is scored on: its test set and its extra sets."""
+        return [self.set_file(name) for name in ("test", *self.extra)]
 
 
 @dataclass(frozen=True)
@@ -148,17 +157,31 @@ def _errors(exp: Experiment, frames: Sequence[Atoms], pred: Predictions) -> Fram
     return frame_errors(frames, pred, splits.frame_ids(frames), [exp.group_of(a) for a in frames])
 
 
-def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None
+def _trained_model(backend, spec: TrainSpec, store: RunStore | None, info: dict) -> str:
+    """The model file of a trained cell: kept in the store, else from its finished run folder (the executor
+    trained it), with the run's record put into ``info``."""
+    kept = store.model_file(spec) if store is not None else None
+    if kept is not None:
+        return str(kept)
+    record = backend.train(spec)  # finished by the executor: returns the stored record
+    info["training"] = record.to_dict()
+    return record.model_path
+
+
+def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None, store: RunStore | None = None
                   ) -> tuple[dict[str, FrameErrors], dict]:
     """Per-frame errors of one cell on its test set (key ``"test"``) and on each extra set of the fold, and what
-    the cache keeps about its model."""
+    the cache keeps about its model. A trained cell's errors come from the run store where it holds them; new
+    ones are added to it."""
     backend = get_backend(row.backend)
     device = row.settings.device if row.settings else "cpu"
-    sets = {name: fold.frames(name) for name in ("test", *fold.extra)}
+    names = ("test", *fold.extra)
     info: dict = {}
     fit = None
+    model, dtype = None, "float64"
+    stored = store.load(spec) if store is not None and spec is not None else None
     if spec is None:
-        model, dtype = backend.foundation_model(row.foundation), "float64"
+        model = backend.foundation_model(row.foundation)
         info["model"] = model
         if row.refit_references:
             train = fold.frames("train")
@@ -167,15 +190,30 @@ def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None
             fit = fit_offsets(train, [r - p for r, p in zip(ref, train_pred.energies_ev)], exp.elements)
             info["offsets_ev"] = fit.offsets_ev
     else:
-        record = backend.train(spec)  # finished by the executor: returns the stored record
-        model, dtype = record.model_path, row.settings.default_dtype
-        info["training"] = record.to_dict()
-    out = {}
-    for name, frames in sets.items():
-        pred = backend.predict(model, frames, device, dtype)
-        if fit is not None:
-            pred = Predictions(pred.energies_ev + fit.correction_ev(frames), pred.forces_ev_per_ang)
-        out[name] = _errors(exp, frames, pred)
+        dtype = row.settings.default_dtype
+        if stored is not None:
+            info["training"] = dict(stored["training"])
+    out, scored = {}, {}
+    for name in names:
+        frames = fold.frames(name)
+        errs = store.errors(spec, fold.set_file(name)) if stored is not None else None
+        if errs is None:
+            if model is None:
+                model = _trained_model(backend, spec, store, info)
+            pred = backend.predict(model, frames, device, dtype)
+            if fit is not None:
+                pred = Predictions(pred.energies_ev + fit.correction_ev(frames), pred.forces_ev_per_ang)
+            errs = _errors(exp, frames, pred)
+            scored[fold.set_file(name)] = errs
+        elif errs.frame_ids != splits.frame_ids(frames):
+            raise ValueError(f"{store.path(spec)}: stored errors on {fold.set_file(name)} are of other frames")
+        else:  # the bootstrap unit is the experiment's, not whatever the store was written with
+            errs = dataclasses.replace(errs, group_ids=[exp.group_of(a) for a in frames])
+        out[name] = errs
+    if store is not None and spec is not None and (scored or stored is None):
+        store.save(spec, info["training"], scored, info["training"].get("model_path"))
+    if store is not None and spec is not None and store.model_file(spec) is not None:
+        info["training"]["model_path"] = str(store.model_file(spec))  # later runs start from the kept copy
     return out, info
 
 
@@ -184,11 +222,8 @@ def baseline_errors(exp: Experiment, fold: Fold) -> dict[str, FrameErrors]:
     return baselines.baseline_errors(fold.frames("train"), fold.frames("test"), exp.group_of)
 
 
-def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential", workers: int = 1,
-                   threads: int = 1) -> dict:
-    """Train every cell that trains, then evaluate all of them; returns the experiment's JSON-able result."""
-    work = Path(work)
-    t0 = time.time()
+def _plan(exp: Experiment, work: Path, threads: int) -> dict[tuple[str, str], TrainSpec]:
+    """The training spec of every trained cell (row label, fold name), refusing folds smaller than a batch."""
     specs = {(r.label, f.split.name): train_spec(exp, r, f, work, threads)
              for r in exp.rows if r.settings is not None for f in exp.folds}
     for (label, fold_name), spec in specs.items():
@@ -196,19 +231,77 @@ def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential
         if n_train < spec.settings.batch_size:
             raise ValueError(f"{exp.name}, row {label!r}, fold {fold_name}: {n_train} training frames is fewer than "
                              f"one batch ({spec.settings.batch_size}); mace would train on nothing")
-    jobs = list({s.run_dir: job_of(s) for s in specs.values()}.values())
-    summary = run_jobs(jobs, backend=backend, workers=workers, max_attempts=1, desc=exp.name)
+    return specs
+
+
+def _cells_of(exp: Experiment, specs: dict[tuple[str, str], TrainSpec]) -> list[tuple[Row, Fold, TrainSpec]]:
+    rows = {r.label: r for r in exp.rows}
+    folds = {f.split.name: f for f in exp.folds}
+    return [(rows[label], folds[fold_name], spec) for (label, fold_name), spec in specs.items()]
+
+
+def train_experiments(exps: Sequence[Experiment], work: str | Path, backend: str = "sequential", workers: int = 1,
+                      threads: int = 1, store: RunStore | None = None) -> dict[str, dict[tuple[str, str], TrainSpec]]:
+    """Train the runs of several experiments as one batch (no core waits for one experiment's last run before the
+    next experiment starts); a run the store already covers is not trained. Each run that finishes is scored and
+    stored at once, so an interrupted sweep loses only its unfinished runs. Returns each experiment's specs."""
+    work = Path(work)
+    plans = {e.name: _plan(e, work, threads) for e in exps}
+    by_dir: dict[str, list[tuple[Experiment, Row, Fold, TrainSpec]]] = {}
+    for exp in exps:
+        for row, fold, spec in _cells_of(exp, plans[exp.name]):
+            by_dir.setdefault(spec.run_dir, []).append((exp, row, fold, spec))
+
+    def covered(cells) -> bool:
+        return store is not None and all(store.covers(s, f.evaluation_files()) for _, _, f, s in cells)
+
+    jobs = [job_of(cells[0][3]) for run_dir, cells in by_dir.items() if not covered(cells)]
+
+    def store_finished(rec) -> None:
+        if store is None or rec.status != "done":
+            return
+        for exp, row, fold, spec in by_dir.get(str(Path(rec.output).parent), []):
+            try:
+                evaluate_cell(exp, row, fold, spec, store)
+            except Exception as err:  # noqa: BLE001 - storing is a convenience; the final evaluation retries it
+                print(f"could not store {rec.name} ({exp.name}, {row.label}): {type(err).__name__}: {err}")
+
+    desc = exps[0].name if len(exps) == 1 else f"{len(exps)} experiments"
+    summary = run_jobs(jobs, backend=backend, workers=workers, max_attempts=1, desc=desc, on_record=store_finished)
     failed = [r for r in summary.records if r.status not in ("done", "skipped")]
     if failed:
-        raise RuntimeError(f"{len(failed)} training run(s) of {exp.name} failed, e.g. {failed[0].name}: "
+        raise RuntimeError(f"{len(failed)} training run(s) of {desc} failed, e.g. {failed[0].name}: "
                            f"{failed[0].error}")
+    return plans
+
+
+def run_experiments(exps: Sequence[Experiment], work: str | Path, backend: str = "sequential", workers: int = 1,
+                    threads: int = 1, store: RunStore | None = None) -> dict[str, dict]:
+    """Train the runs of several experiments in one batch, then evaluate each; results by experiment name."""
+    names = [e.name for e in exps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"experiment names must be unique, got {names}")
+    t0 = time.time()
+    plans = train_experiments(exps, work, backend, workers, threads, store)
+    return {e.name: evaluate_experiment(e, plans[e.name], store, t0) for e in exps}
+
+
+def run_experiment(exp: Experiment, work: str | Path, backend: str = "sequential", workers: int = 1,
+                   threads: int = 1, store: RunStore | None = None) -> dict:
+    """Train every cell that trains, then evaluate all of them; returns the experiment's JSON-able result."""
+    return run_experiments([exp], work, backend, workers, threads, store)[exp.name]
+
+
+def evaluate_experiment(exp: Experiment, specs: dict[tuple[str, str], TrainSpec], store: RunStore | None,
+                        t0: float) -> dict:
+    """Evaluate every cell of a trained experiment and its baselines; the experiment's JSON-able result."""
     cells, per_row, base, extra = [], {}, {}, {}
     for fold in exp.folds:
         for name, errs in baseline_errors(exp, fold).items():
             base.setdefault(name, []).append(errs)
         for row in exp.rows:
             spec = specs.get((row.label, fold.split.name))
-            errs, info = evaluate_cell(exp, row, fold, spec)
+            errs, info = evaluate_cell(exp, row, fold, spec, store)
             per_row.setdefault(row.label, []).append(errs["test"])
             for name in fold.extra:
                 extra.setdefault(name, {}).setdefault(row.label, []).append(errs[name])

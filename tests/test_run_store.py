@@ -1,0 +1,115 @@
+"""The run store: a finished run's record and per-frame errors, kept in git, let a fresh checkout (empty run
+folders, another path) evaluate an experiment without training again; a stored file of another spec is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mo_transfer import data_report, splits
+from mo_transfer import foundation as F
+from mo_transfer import training as T
+from mo_transfer.engine import run as R
+from mo_transfer.engine.mace_backend import MaceBackend
+from mo_transfer.engine.records import TrainSettings, TrainSpec
+from mo_transfer.engine.run_store import RunStore, StoreMismatch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return F.smoke_foundation(tmp_path_factory.getbasetemp() / "smoke-foundation")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
+    return sorted(pools["FT-E"], key=lambda a: a.info["config_id"])[:10]
+
+
+def _experiment(frames, model, work: Path, test_ids=None) -> R.Experiment:
+    ids = splits.frame_ids(frames)
+    test = test_ids or ids[8:]
+    rest = [f for f in ids if f not in test]
+    split = splits._make("store-fold", "test", 42, ids, rest[:6], rest[6:8], test)
+    fold = R.prepare_fold(frames, split, work)
+    row = R.Row("FT", "fine-tune", str(model), scale="small",
+                settings=TrainSettings(max_epochs=2, patience=1, batch_size=3))
+    return R.Experiment("store", "FT-E", (fold,), (row,), T.TRAIN_ELEMENTS)
+
+
+def test_a_fresh_checkout_evaluates_from_the_store_without_training(tiny_model, frames, tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "store")
+    first = R.run_experiment(_experiment(frames, tiny_model, tmp_path / "a"), tmp_path / "a", store=store)
+    files = list((tmp_path / "store").glob("*.json"))
+    assert len(files) == 1
+    doc = json.loads(files[0].read_text())
+    assert doc["training"]["epochs_run"] >= 1 and len(doc["evaluations"]) == 1
+
+    def no_training(self, spec):
+        raise AssertionError(f"trained {spec.run_dir} again")
+
+    monkeypatch.setattr(MaceBackend, "train", no_training)
+    # another work folder at another path, no run folders: the store stands in for the training run
+    second = R.run_experiment(_experiment(frames, tiny_model, tmp_path / "b"), tmp_path / "b", store=store)
+    assert not (tmp_path / "b" / "runs").exists()
+    assert second["errors"] == first["errors"]
+    assert second["cells"][0]["training"]["epochs_run"] == first["cells"][0]["training"]["epochs_run"]
+    # other test frames cannot be scored from the store (no kept model): that run must train
+    other = _experiment(frames, tiny_model, tmp_path / "c", test_ids=splits.frame_ids(frames)[:2])
+    with pytest.raises(RuntimeError, match="trained .* again"):
+        R.run_experiment(other, tmp_path / "c", store=store)
+
+
+def test_identity_does_not_depend_on_the_checkout_path(tmp_path):
+    s = TrainSettings(max_epochs=2, patience=1)
+    a = TrainSpec("mace", "scratch", "/x/models/m.model", "/x/splits/f0/train.extxyz", "/x/splits/f0/valid.extxyz",
+                  "/x/runs/r", s, ("Mo",))
+    b = TrainSpec("mace", "scratch", "/y/z/models/m.model", "/y/z/splits/f0/train.extxyz",
+                  "/y/z/splits/f0/valid.extxyz", "/y/runs/r", s, ("Mo",))
+    c = TrainSpec("mace", "scratch", "/x/models/m.model", "/x/splits/f1/train.extxyz", "/x/splits/f1/valid.extxyz",
+                  "/x/runs/r", s, ("Mo",))
+    assert a.identity() == b.identity() and a.identity() != c.identity()
+
+
+def test_a_stored_file_of_another_spec_is_refused(tiny_model, frames, tmp_path):
+    store = RunStore(tmp_path / "store")
+    exp = _experiment(frames, tiny_model, tmp_path / "a")
+    spec = R.train_spec(exp, exp.rows[0], exp.folds[0], tmp_path / "a")
+    path = store.path(spec)
+    path.parent.mkdir(parents=True)
+    other = {**spec.identity(), "paradigm": "scratch"}
+    path.write_text(json.dumps({"schema": "mo_transfer.engine.stored-run/1", "identity": other,
+                                "data_sha256": {}, "evaluations": {}}))
+    with pytest.raises(StoreMismatch, match=rf"{path.name}.*'identity'"):
+        store.load(spec)
+    path.write_text("{not json")
+    with pytest.raises(StoreMismatch, match="not valid JSON"):
+        store.load(spec)
+
+
+def test_kept_models_let_a_run_be_scored_again_without_training(tiny_model, frames, tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "store", keep_models=True)
+    first = R.run_experiment(_experiment(frames, tiny_model, tmp_path / "a"), tmp_path / "a", store=store)
+    kept = list((tmp_path / "store").glob("*.model"))
+    assert len(kept) == 1
+    assert first["cells"][0]["training"]["model_path"] == str(kept[0])  # later runs start from the kept copy
+    # forget the stored errors (as for a new evaluation set): the kept model scores the frames again
+    path = next((tmp_path / "store").glob("*.json"))
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "evaluations": {}}))
+
+    def no_training(self, spec):
+        raise AssertionError(f"trained {spec.run_dir} again")
+
+    monkeypatch.setattr(MaceBackend, "train", no_training)
+    again = R.run_experiment(_experiment(frames, tiny_model, tmp_path / "b"), tmp_path / "b", store=store)
+    assert np.allclose(again["errors"]["FT"][0]["energy_error_mev_per_atom"],
+                       first["errors"]["FT"][0]["energy_error_mev_per_atom"])
+    assert len(json.loads(path.read_text())["evaluations"]) == 1
