@@ -3,8 +3,9 @@ study, backend, scale, paradigm and learning rate, the runs, how many stopped ea
 seconds per epoch and per training frame and epoch, and core-hours. These are the measurements behind
 ``study_common.EPOCHS_TO_STOP`` and ``SECONDS_PER_FRAME_EPOCH``; rerun it after a sweep to re-derive them.
 
-Usage: ``python benchmarks/run_costs.py [--profile cpu] [--root .]``. Reads ``data/runs/<profile>/*/runs/*``;
-writes nothing. A run's wall time includes anything that paused it (say so where a sweep was paused).
+Usage: ``python benchmarks/run_costs.py [--profile cpu] [--root .]``. Reads the run store
+(``data/results/<profile>/runs/``, committed) and finished run folders (``data/runs/<profile>/*/runs/*``); writes
+nothing. A run's wall time includes anything that paused it (say so where a sweep was paused).
 
 Measured 2026-12-05 on the cpu IID sweep so far (20 runs, 3.77 core-hours, GOHomS-mini v2, float32, one thread per
 run, sometimes beside a GPAW job): S fine-tune at 5e-3 stopped early on all 5 folds after 71-317 epochs (median 218)
@@ -26,9 +27,28 @@ from mo_transfer import mace_history, training
 from mo_transfer.engine.tables import run_cost_s
 
 
-def run_rows(root: Path, profile: str) -> list[dict]:
+def _row(study: str, run_name: str, spec: dict, record: dict, n_train: float) -> dict:
+    prefix = f"{spec['backend']}-{spec['paradigm']}-"
+    return {"study": study, "backend": spec["backend"], "paradigm": spec["paradigm"],
+            "scale": run_name[len(prefix):].split("-")[0], "lr": spec["settings"]["lr"], "train frames": n_train,
+            "epochs": record["epochs_run"], "stopped early": record["converged"],
+            "s/epoch": record["seconds_per_epoch"], "cost_s": run_cost_s(record)}
+
+
+def stored_rows(root: Path, profile: str) -> dict[str, dict]:
+    """One row per run kept in the run store (``data/results/<profile>/runs/<study>/<run>.json``), by run name:
+    what a fresh checkout knows of the sweeps of earlier sessions."""
+    rows = {}
+    for path in sorted((root / "data" / "results" / profile / "runs").glob("*/*.json")):
+        doc = json.loads(path.read_text())
+        rows[doc["run"]] = _row(f"{path.parent.name}-engine", doc["run"], doc["identity"], doc["training"],
+                                doc.get("n_train_frames", np.nan))
+    return rows
+
+
+def folder_rows(root: Path, profile: str) -> dict[str, dict]:
     """One row per finished run folder (``record.json`` and ``spec.json`` present) under the profile's studies."""
-    rows = []
+    rows = {}
     for record_path in sorted((root / "data" / "runs" / profile).glob("*/runs/*/record.json")):
         run = record_path.parent
         spec_path = run / "spec.json"
@@ -37,19 +57,19 @@ def run_rows(root: Path, profile: str) -> list[dict]:
         record = json.loads(record_path.read_text())
         spec = json.loads(spec_path.read_text())
         spec = spec.get("spec", spec)
-        s = spec["settings"]
         n_train = sum(1 for line in open(spec["train_file"]) if line.strip().isdigit()) \
             if Path(spec["train_file"]).exists() else np.nan
         extra = record.get("extra") or {}
         if extra.get("compute_s") is None and spec["backend"] == "mace":  # records before compute_s: mace's log
             record["extra"] = {**extra, "compute_s": sum(mace_history.compute_seconds(training.read_results(f))
                                                          for f in (run / "results").glob("*_train.txt"))}
-        prefix = f"{spec['backend']}-{spec['paradigm']}-"
-        rows.append({"study": run.parent.parent.name, "backend": spec["backend"], "paradigm": spec["paradigm"],
-                     "scale": run.name[len(prefix):].split("-")[0], "lr": s["lr"],
-                     "train frames": n_train, "epochs": record["epochs_run"], "stopped early": record["converged"],
-                     "s/epoch": record["seconds_per_epoch"], "cost_s": run_cost_s(record)})
+        rows[run.name] = _row(run.parent.parent.name, run.name, spec, record, n_train)
     return rows
+
+
+def run_rows(root: Path, profile: str) -> list[dict]:
+    """Every finished run: those in the run store, and finished run folders not (yet) stored."""
+    return list({**folder_rows(root, profile), **stored_rows(root, profile)}.values())
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:
@@ -71,7 +91,8 @@ def main() -> None:
     args = ap.parse_args()
     rows = run_rows(Path(args.root), args.profile)
     if not rows:
-        print(f"no finished runs under {Path(args.root) / 'data' / 'runs' / args.profile}")
+        print(f"no finished runs in {Path(args.root) / 'data' / 'results' / args.profile / 'runs'} or "
+              f"{Path(args.root) / 'data' / 'runs' / args.profile}")
         return
     table = summary(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -113,3 +113,18 @@ def test_kept_models_let_a_run_be_scored_again_without_training(tiny_model, fram
     assert np.allclose(again["errors"]["FT"][0]["energy_error_mev_per_atom"],
                        first["errors"]["FT"][0]["energy_error_mev_per_atom"])
     assert len(json.loads(path.read_text())["evaluations"]) == 1
+
+
+def test_a_rebuilt_derived_model_names_its_runs_as_before(tiny_model, tmp_path):
+    """torch.save of one extended model is not byte-reproducible; its runs are named by the inputs it was made from,
+    so the DIPI model rebuilt in a later session finds the runs stored from the first one."""
+    from mo_transfer import proxy
+    from mo_transfer.unseen_models import extended_model
+
+    pm = proxy.ProxyMap.default()
+    a = extended_model(tiny_model, ["Hf"], pm, tmp_path / "a")
+    b = extended_model(tiny_model, ["Hf"], pm, tmp_path / "b")
+    assert F.model_fingerprint(a) == F.model_fingerprint(b)
+    assert F.model_fingerprint(a) != F.file_sha256(a)
+    c = extended_model(tiny_model, ["Ta"], pm, tmp_path / "c")
+    assert F.model_fingerprint(c) != F.model_fingerprint(a)

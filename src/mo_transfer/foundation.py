@@ -24,6 +24,7 @@ from ase import Atoms
 
 from . import cache, structures, training
 from .foundation_models import (canonical_name, check_generation, count_parameters, ENERGY_KEY, file_sha256,
+                                MADE_FROM_SUFFIX, model_fingerprint,
                                 FORCES_KEY, FoundationNotFound, GOH_MINI_E0S_FILE, GOH_MINI_GENERATIONS,
                                 GOH_MINI_MAX_EPOCHS, GOH_MINI_MAX_L, goh_mini_name, goh_mini_path, GOH_MINI_SCALES,
                                 GohMiniSpec, load_foundation, load_model, MACE_MP0_ARCHITECTURE, MACE_MP0_FILES,

@@ -351,6 +351,20 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+#: Beside a derived model file: the inputs it was made from (JSON), which name it instead of its bytes.
+MADE_FROM_SUFFIX = ".made-from.json"
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """What a model file is, for naming the runs that start from it: the SHA-256 of the inputs a derived model
+    declares it was made from (``<file>.made-from.json``; ``torch.save`` of one model is not byte-reproducible,
+    so a rebuilt file would rename every run started from it), else of the file's bytes."""
+    made = Path(str(path) + MADE_FROM_SUFFIX)
+    if made.is_file():
+        return hashlib.sha256(made.read_bytes()).hexdigest()
+    return file_sha256(path)
+
+
 def _e0s_literal(e0s: dict[int, float]) -> str:
     """E0s as the Python dict literal mace parses (full float precision)."""
     return "{" + ", ".join(f"{int(z)}: {float(v)!r}" for z, v in sorted(e0s.items())) + "}"

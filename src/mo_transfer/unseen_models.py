@@ -16,6 +16,7 @@ from ase import Atoms
 from ase.data import atomic_numbers as _Z
 
 from . import foundation, proxy, structures
+from .jobs import atomic_write_text
 
 DFT_SET = "unseen16"
 DFT_COMMAND = f"python -m mo_transfer.dft run --set {DFT_SET}"
@@ -101,6 +102,9 @@ def extended_model(base_model: str | Path, elements: Sequence[str], proxy_map: p
     path = Path(folder) / "models" / f"{tag}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.model"
     if not path.exists():
         proxy.save_extended_model(base_model, path, proxy_map, elements, e0s_ev)
+    made_from = Path(str(path) + foundation.MADE_FROM_SUFFIX)
+    if not made_from.exists():  # runs from it are named by these inputs, stable across sessions (see the store)
+        atomic_write_text(made_from, key)
     return path
 
 

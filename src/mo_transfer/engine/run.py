@@ -115,12 +115,12 @@ def _content_hash(spec: TrainSpec) -> str:
     import hashlib
     import json
 
-    from ..foundation import file_sha256
+    from ..foundation import file_sha256, model_fingerprint
 
     d = spec.identity()
     files = [file_sha256(spec.train_file), file_sha256(spec.valid_file)]
     if Path(spec.foundation).is_file():
-        files.append(file_sha256(spec.foundation))
+        files.append(model_fingerprint(spec.foundation))
     return hashlib.sha256(json.dumps([d, files], sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..foundation import file_sha256
 from ..jobs import atomic_write_text
+from ..training import read_frames
 from .records import FrameErrors, TrainSpec
 
 SCHEMA = "mo_transfer.engine.stored-run/1"
@@ -100,6 +101,8 @@ class RunStore:
                                   "identity": spec.identity(), "data_sha256": data_hashes(spec),
                                   "evaluations": {}}
         doc["training"] = training
+        if "n_train_frames" not in doc:  # what a run's cost per frame is measured against (benchmarks/run_costs.py)
+            doc["n_train_frames"] = len(read_frames(spec.train_file))
         for set_file, errs in scored.items():
             doc["evaluations"][file_sha256(set_file)] = {"set": Path(set_file).name,
                                                          "folder": Path(set_file).parent.name,
