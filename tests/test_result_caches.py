@@ -157,3 +157,19 @@ def test_the_transfer_lr_is_the_rate_the_cached_grid_chose():
     p = get_profile(RESULTS.name)
     assert res["tuned_lrs"][p.lodo_scale]["fine-tune"] == (p.transfer_lr or p.lr), (
         "the IID grid chose another fine-tune rate: update profiles.py's transfer_lr and rerun LODO and unseen")
+
+
+
+@pytest.mark.parametrize("study", ["iid", "lodo", "unseen"])
+def test_trained_cells_are_the_committed_run_store(study):
+    """Every trained cell of a committed study cache is a run of the committed run store, with the same record and
+    the same per-frame test errors: the store, not the ignored run folders, is what a fresh checkout resumes from."""
+    from mo_transfer.engine.run_store import cache_disagreements, engine_results
+
+    res = _result(study)
+    if not engine_results(res):
+        pytest.skip(f"data/results/cpu/{study}.json predates the evaluation engine")
+    n, problems = cache_disagreements(res, RESULTS / "runs" / study)
+    assert not problems, "\n".join(problems)
+    if not n:
+        pytest.skip(f"no trained cells in data/results/cpu/{study}.json")

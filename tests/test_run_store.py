@@ -16,7 +16,7 @@ from mo_transfer import training as T
 from mo_transfer.engine import run as R
 from mo_transfer.engine.mace_backend import MaceBackend
 from mo_transfer.engine.records import TrainSettings, TrainSpec
-from mo_transfer.engine.run_store import RunStore, StoreMismatch
+from mo_transfer.engine.run_store import RunStore, StoreMismatch, cache_disagreements
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +61,13 @@ def test_a_fresh_checkout_evaluates_from_the_store_without_training(tiny_model, 
     assert not (tmp_path / "b" / "runs").exists()
     assert second["errors"] == first["errors"]
     assert second["cells"][0]["training"]["epochs_run"] == first["cells"][0]["training"]["epochs_run"]
+    # the cache agrees with the store, and a tampered store is caught
+    assert cache_disagreements(second, tmp_path / "store") == (1, [])
+    doc["evaluations"] = {k: {**e, "errors": {**e["errors"], "energy_error_mev_per_atom": [
+        v + 1.0 for v in e["errors"]["energy_error_mev_per_atom"]]}} for k, e in doc["evaluations"].items()}
+    files[0].write_text(json.dumps(doc))
+    n, problems = cache_disagreements(second, tmp_path / "store")
+    assert n == 1 and len(problems) == 1 and "other test errors" in problems[0]
     # other test frames cannot be scored from the store (no kept model): that run must train
     other = _experiment(frames, tiny_model, tmp_path / "c", test_ids=splits.frame_ids(frames)[:2])
     with pytest.raises(RuntimeError, match="trained .* again"):

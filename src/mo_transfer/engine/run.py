@@ -191,6 +191,7 @@ def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None,
             info["offsets_ev"] = fit.offsets_ev
     else:
         dtype = row.settings.default_dtype
+        info["run"] = Path(spec.run_dir).name  # its folder, and its file in the run store
         if stored is not None:
             info["training"] = dict(stored["training"])
     out, scored = {}, {}

@@ -20,6 +20,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..foundation import file_sha256
 from ..jobs import atomic_write_text
 from ..training import read_frames
@@ -117,3 +119,47 @@ class RunStore:
             tmp.replace(target)
         atomic_write_text(path, json.dumps(doc, indent=1, default=str) + "\n")
         return path
+
+
+def engine_results(node) -> list[dict]:
+    """Every engine experiment result inside a study's cached result (IID's lr grid and experiments, LODO's folds,
+    the unseen study's base, strategies and proxy scan)."""
+    from .run import SCHEMA as RESULT_SCHEMA
+
+    if isinstance(node, dict):
+        if node.get("schema") == RESULT_SCHEMA:
+            return [node]
+        return [r for value in node.values() for r in engine_results(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in engine_results(value)]
+    return []
+
+
+def cache_disagreements(result: dict, folder: str | Path) -> tuple[int, list[str]]:
+    """Check a study's cached result against its run store: every trained cell must be a stored run with the same
+    epochs and the same per-frame test errors. Returns (cells checked, what disagrees, one line each)."""
+    problems, n = [], 0
+    for exp in engine_results(result):
+        for cell in (c for c in exp["cells"] if "training" in c):
+            where = f"{exp['experiment']} / {cell['row']} / {cell['fold']}"
+            if "run" not in cell:
+                problems.append(f"{where}: cached before the run store (no 'run' field); recompute the study")
+                continue
+            path = Path(folder) / f"{cell['run']}.json"
+            if not path.is_file():
+                problems.append(f"{where}: {path} is missing (commit the store with the cache)")
+                continue
+            n += 1
+            doc = json.loads(path.read_text())
+            if doc["training"]["epochs_run"] != cell["training"]["epochs_run"]:
+                problems.append(f"{where}: {path.name} ran {doc['training']['epochs_run']} epochs, the cache says "
+                                f"{cell['training']['epochs_run']}")
+            stored = [FrameErrors.from_dict(e["errors"]) for e in doc["evaluations"].values()
+                      if e["set"] == "test.extxyz"]
+            parts = [FrameErrors.from_dict(p) for p in exp["errors"][cell["row"]]]  # one per fold of "repeats"
+            if not any(set(s.frame_ids) <= set(c.frame_ids)
+                       and np.allclose(c.subset(s.frame_ids).energy_error_mev_per_atom,
+                                       s.energy_error_mev_per_atom, atol=1e-9, equal_nan=True)
+                       for s in stored for c in parts):
+                problems.append(f"{where}: {path.name} holds other test errors than the cache")
+    return n, problems
