@@ -16,3 +16,12 @@ def ne_frames():
 
     pools, _, _ = data_report.build_pools(Path(__file__).resolve().parents[1] / "data" / "dft")
     return pools["FT-E_NE"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny GOHomS-mini (8 channels, max_L 0, 1 epoch, synthetic labels), made once per test session (per
+    worker under pytest-xdist)."""
+    from mo_transfer import foundation
+
+    return foundation.smoke_foundation(tmp_path_factory.getbasetemp() / "smoke-foundation")

@@ -21,11 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return F.smoke_foundation(tmp_path_factory.getbasetemp() / "smoke-foundation")
-
-
-@pytest.fixture(scope="module")
 def relaxed(tmp_path_factory):
     """Eight relaxed (E) frames of our GPAW data, DFT forces below 20 meV/A: 6 train, 2 valid."""
     pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")

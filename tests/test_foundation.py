@@ -16,12 +16,6 @@ from mo_transfer.structures import STUDY_ELEMENTS
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny GOHomS-mini (8 channels, max_L 0, 1 epoch, synthetic labels), shared by the whole session."""
-    return F.smoke_foundation(tmp_path_factory.getbasetemp() / "smoke-foundation")
-
-
 def test_pins_are_mace_mp0_release():
     from mace.calculators.foundations_models import mace_mp_urls
 

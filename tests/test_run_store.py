@@ -23,11 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return F.smoke_foundation(tmp_path_factory.getbasetemp() / "smoke-foundation")
-
-
-@pytest.fixture(scope="module")
 def frames():
     pools, _, _ = data_report.build_pools(ROOT / "data" / "dft")
     return sorted(pools["FT-E"], key=lambda a: a.info["config_id"])[:10]

@@ -20,12 +20,6 @@ STUDY_12_ZS = [22, 23, 24, 25, 26, 39, 40, 41, 42, 73, 74, 75]  # Ti V Cr Mn Fe 
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """The session's tiny GOHomS-mini (shared with test_foundation when both run)."""
-    return F.smoke_foundation(tmp_path_factory.getbasetemp() / "smoke-foundation")
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Nine rattled 16-atom doped BCC cells with synthetic labels: 7 train, 2 valid (also used as test)."""
     root = tmp_path_factory.mktemp("ft-data")
