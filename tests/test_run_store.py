@@ -14,6 +14,7 @@ from mo_transfer import data_report, splits
 from mo_transfer import foundation as F
 from mo_transfer import training as T
 from mo_transfer.engine import run as R
+from mo_transfer.engine.backend import BACKENDS
 from mo_transfer.engine.mace_backend import MaceBackend
 from mo_transfer.engine.records import TrainSettings, TrainSpec
 from mo_transfer.engine.run_store import RunStore, StoreMismatch, cache_disagreements
@@ -130,3 +131,54 @@ def test_a_rebuilt_derived_model_names_its_runs_as_before(tiny_model, tmp_path):
     assert F.model_fingerprint(a) != F.file_sha256(a)
     c = extended_model(tiny_model, ["Ta"], pm, tmp_path / "c")
     assert F.model_fingerprint(c) != F.model_fingerprint(a)
+
+
+class CountingBackend:
+    """A stand-in backend (no MACE): "training" writes the run's lr to its model file; predictions are that many
+    eV per atom and zero forces. Counts its trainings, so a test sees what the engine trained."""
+
+    name = "counting"
+    trained: list[str] = []
+
+    def foundation_model(self, foundation):
+        return foundation
+
+    def train(self, spec):
+        from mo_transfer.engine.records import TrainRecord
+
+        model = Path(spec.run_dir) / "final.model"
+        if not model.exists():
+            model.parent.mkdir(parents=True, exist_ok=True)
+            model.write_text(str(spec.settings.lr))
+            CountingBackend.trained.append(Path(spec.run_dir).name)
+        return TrainRecord(str(model), 3, 2, spec.settings.max_epochs, spec.settings.patience, True, 0.1, 0.3)
+
+    def predict(self, model, frames, device="cpu", default_dtype="float64"):
+        from mo_transfer.engine.records import Predictions
+
+        per_atom = float(Path(model).read_text())
+        return Predictions(np.array([per_atom * len(a) for a in frames]), [np.zeros((len(a), 3)) for a in frames])
+
+
+def test_several_experiments_train_as_one_batch_and_store_each_run_once(frames, tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKENDS, "counting", f"{__name__}:CountingBackend")
+    CountingBackend.trained = []
+    ids = splits.frame_ids(frames)
+    split = splits._make("batch-fold", "test", 42, ids, ids[:6], ids[6:8], ids[8:])
+    fold = R.prepare_fold(frames, split, tmp_path / "w")
+
+    def row(label, lr):
+        return R.Row(label, "fine-tune", "any", backend="counting", scale="x",
+                     settings=TrainSettings(max_epochs=2, patience=1, batch_size=3, lr=lr))
+
+    a = R.Experiment("a", "FT-E", (fold,), (row("lr 1", 1.0), row("lr 2", 2.0)), T.TRAIN_ELEMENTS)
+    b = R.Experiment("b", "FT-E", (fold,), (row("same as a's lr 2", 2.0),), T.TRAIN_ELEMENTS)
+    store = RunStore(tmp_path / "store")
+    out = R.run_experiments([a, b], tmp_path / "w", store=store)
+    assert len(CountingBackend.trained) == 2  # b's row is a's second run: trained once
+    assert len(list((tmp_path / "store").glob("*.json"))) == 2
+    assert out["b"]["errors"]["same as a's lr 2"] == out["a"]["errors"]["lr 2"]
+    assert out["a"]["cells"][0]["run"] != out["a"]["cells"][1]["run"]
+    assert out["a"]["errors"]["lr 1"] != out["a"]["errors"]["lr 2"]
+    with pytest.raises(ValueError, match="unique"):
+        R.run_experiments([a, a], tmp_path / "w", store=store)
