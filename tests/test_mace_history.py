@@ -55,6 +55,9 @@ def test_a_process_killed_before_its_first_epoch_changes_nothing():
     cut = rows.index(_eval(None, 1.0))
     doubled = rows[:cut] + [_eval(None, 1.0), _opt(4)] + rows[cut:]  # a resume killed inside its first epoch
     assert H.validation_curve(doubled) == H.validation_curve(rows)
+    # the record names the one resume that trained (at the checkpoint's epoch), not the one killed before it did
+    assert H.resumed_epochs(doubled) == H.resumed_epochs(rows) == [4]
+    assert H.resumed_epochs(rows[:rows.index(_eval(None, 1.0))]) == []
 
 
 def test_the_preserved_checkpoint_is_put_back_when_the_resume_never_beat_it(tmp_path):

@@ -85,6 +85,15 @@ def validation_curve(rows: list[dict]) -> list[dict]:
     return [{**h, "epoch": i} for i, h in enumerate(history)]
 
 
+def resumed_epochs(rows: list[dict]) -> list[int]:
+    """The epochs at which a later process resumed the run from a checkpoint (empty for a run trained in one
+    process). A resumed run is not bit-identical to an uninterrupted one (data order and EMA restart), so a
+    record says so."""
+    procs = [[r for r in proc if r.get("mode") == "eval" and r.get("epoch") is not None] for proc in _processes(rows)]
+    procs = [p for p in procs if p]
+    return [int(p[0]["epoch"]) for p in procs[1:]]
+
+
 def compute_seconds(rows: list[dict]) -> float:
     """Seconds spent training and validating over every process of the run, the epochs a resume discarded
     included: the cost of the run, which a resumed process's own wall time under-counts."""

@@ -175,7 +175,8 @@ class MaceBackend:
             curve=engine_curve(training.learning_curve_rows(rows)), output_scale=scale, output_shift=shift,
             e0s_ev={chemical_symbols[z]: e for z, e in model_e0s(trained).items()},
             extra={"e0s": e0_info, "normalisation": s.normalisation, "spec_hash": key,
-                   "compute_s": round(mace_history.compute_seconds(rows), 1)})
+                   "compute_s": round(mace_history.compute_seconds(rows), 1),
+                   "resumed_at_epochs": mace_history.resumed_epochs(rows)})
         atomic_write_text(run_dir / RECORD_FILE, json.dumps(dataclasses.asdict(record), indent=1, default=str))
         atomic_write_text(run_dir / "status.json", json.dumps({"state": "done", "config_hash": key}))
         return record

@@ -100,7 +100,10 @@ def training_table(result: dict, experiment: str) -> pd.DataFrame:
                       "s/epoch": None if t["seconds_per_epoch"] is None else round(t["seconds_per_epoch"], 1),
                       "output scale (eV/Å)": _num(t.get("output_scale"), 4),
                       "output shift (eV)": _num(t.get("output_shift"), 4),
-                      "E0 Mo (eV)": _num(t.get("e0s_ev", {}).get("Mo"), 3)})
+                      "E0 Mo (eV)": _num(t.get("e0s_ev", {}).get("Mo"), 3),
+                      # a resumed run is not bit-identical to an uninterrupted one (data order, EMA restart)
+                      "resumed at epoch": ", ".join(map(str, (t.get("extra") or {}).get("resumed_at_epochs") or []))
+                      or "-"})
     return pd.DataFrame(lines)
 
 
