@@ -3,7 +3,9 @@
 # whose data set unseen16 must be complete), each on WORKERS training processes at once (default 2: one per core,
 # OMP_NUM_THREADS=1). Every training run is an executor job in its own folder under data/runs/cpu/, so a killed
 # run of this script resumes where it stopped: finished runs are skipped, a half-trained one restarts from its
-# latest checkpoint. Commit each cache as it lands (data/results/cpu/<study>.json).
+# latest checkpoint. Each finished run lands in the run store (data/results/cpu/runs/<study>/): commit it as it
+# lands, so a fresh clone resumes from it; commit each cache as it lands (data/results/cpu/<study>.json).
+# Stop it by its process group (kill -TERM -<pgid>), never by pattern; a run folder has one trainer at a time.
 # Usage: setsid nohup scripts/cpu_studies.sh > data/runs/cpu-studies.log 2>&1 < /dev/null &
 #        STUDIES="lodo unseen" scripts/cpu_studies.sh   (a subset)
 set -eu

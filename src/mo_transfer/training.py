@@ -35,6 +35,7 @@ from .mace_history import (epochs_since_best, learning_curve_rows, read_results,
 from .foundation_models import (ENERGY_KEY, FORCES_KEY, _e0s_literal, file_sha256, load_model, model_e0s,
                                 resolve_foundation, versions)
 from .jobs import Job, JobFailed, atomic_write_text
+from .run_lock import die_with_parent
 
 PARADIGMS: tuple[str, ...] = ("zero-shot", "scratch", "fine-tune")
 #: The element table of every trained model: the host and the 11 dopants of the training data.
@@ -235,7 +236,7 @@ def _run_once(args: list[str], work_dir: Path, log_path: Path, results: Path, pa
         log.write(f"\n# {time.strftime('%Y-%m-%dT%H:%M:%S')} mace_run_train {' '.join(args)}\n")
         log.flush()
         proc = subprocess.Popen(mace_run_train_command() + args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=work_dir)
+                                cwd=work_dir, preexec_fn=die_with_parent)  # never an orphan training on
         stopped = False
         while True:
             try:

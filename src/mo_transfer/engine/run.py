@@ -138,8 +138,11 @@ def train_job(job: Job, tmp_path: Path) -> dict:
     """Executor job: train one spec with its backend and hand its model file to the executor."""
     import shutil
 
+    from ..run_lock import run_folder_lock
+
     spec = TrainSpec.from_dict(job.inputs["spec"])
-    record = get_backend(spec.backend).train(spec)
+    with run_folder_lock(spec.run_dir):  # a second sweep of the same study fails here instead of sharing the folder
+        record = get_backend(spec.backend).train(spec)
     shutil.copyfile(record.model_path, tmp_path)
     return {"epochs_run": record.epochs_run, "converged": record.converged, "wall_s": record.wall_s}
 
