@@ -75,10 +75,10 @@ def test_the_cpu_profile_runs_all_folds_within_about_its_budget():
 
     p = get_profile("cpu")
     est = lodo_study.estimate_core_hours(p, 57)
-    assert len(p.lodo_folds) == 11 and 0 < est["total"] <= 6.5
+    assert len(p.lodo_folds) == 11 and 0 < est["total"] <= 8.0  # 7.8 at patience 50 (6.2 at 20)
     assert p.lodo_scale == "medium" and p.lodo_chgnet_folds == ("Cr", "Nb", "W", "Y")
     every = lodo_study.estimate_core_hours(dataclasses.replace(p, lodo_chgnet_elements=None), 57)
-    assert every["CHGNet"] == pytest.approx(est["CHGNet"] * 11 / 4, rel=0.01) and every["total"] > 8.0
+    assert every["CHGNet"] == pytest.approx(est["CHGNet"] * 11 / 4, rel=0.01) and every["total"] > 12.0
     rows = {r.backend: r for r in lodo_study.rows(p, "M.model")}
     assert rows["mace"].settings.lr == p.transfer_lr == 5e-3 and rows["chgnet"].settings.lr == p.lr
     assert [r.backend for r in lodo_study.rows(p, "M.model", "Ti")] == ["mace"]
