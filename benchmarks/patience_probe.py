@@ -17,24 +17,13 @@ import dataclasses
 from pathlib import Path
 
 from mo_transfer import cache, study_common
+from mo_transfer.mace_history import stop_epoch
 from mo_transfer.engine.mace_backend import MaceBackend
 from mo_transfer.engine.run import prepare_fold, train_spec, Experiment, Row
 from mo_transfer.training import TRAIN_ELEMENTS
 from mo_transfer.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def stop_epoch(losses: list[float], patience: int) -> tuple[int, int]:
-    """(epoch at which patience stops the curve, best epoch up to then): mace's rule, an equal loss is no
-    improvement; epoch 0 (before training) counts as a candidate best. The last epoch when patience never fires."""
-    best, best_epoch = float("inf"), 0
-    for epoch, loss in enumerate(losses):
-        if loss < best:
-            best, best_epoch = loss, epoch
-        elif epoch - best_epoch >= patience:
-            return epoch, best_epoch
-    return len(losses) - 1, best_epoch
 
 
 def main() -> None:

@@ -300,3 +300,29 @@ def test_the_lr_grid_table_marks_the_chosen_rate_and_runs_that_hit_the_cap():
     assert table.loc[5e-3, "chosen"] == "yes" and table.loc[3e-4, "chosen"] == ""  # lower loss, but at its cap
     assert table.loc[3e-4, "stopped early"] == "NO (cap)" and table.loc[5e-3, "best valid loss"] == 1.5
     assert len(iid_report.curve_runs(result, "lr-grid")) == 2
+
+
+def test_the_patience_probe_table_and_figure_read_the_stops_of_its_curve(tmp_path):
+    """The patience stop rule (mace_history.stop_epoch, which benchmarks/patience_probe.py applies) on a synthetic plateau (best at 2, beaten only at 6), and the report's
+    table and figure of it: patience 3 stops on the plateau, 5 lets the run through."""
+    from mo_transfer import mace_history as probe_mod
+    from mo_transfer import plots
+
+    losses = [9.0, 5.0, 3.0, 3.5, 4.0, 3.2, 2.5, 2.0, 1.5]
+    assert probe_mod.stop_epoch(losses, 3) == (5, 2)
+    assert probe_mod.stop_epoch(losses, 5) == (8, 8)
+    curve = [{"epoch": k, "loss": v, "energy_mae_mev_per_atom": 10 * v} for k, v in enumerate(losses)]
+    stops = [{"patience": n, "stops at epoch": probe_mod.stop_epoch(losses, n)[0],
+              "best epoch then": probe_mod.stop_epoch(losses, n)[1],
+              "valid energy MAE then (meV/atom)": 10 * losses[probe_mod.stop_epoch(losses, n)[1]]} for n in (3, 5)]
+    doc = {"fold": "f0", "lr": 5e-3, "epochs": 8, "curve": curve, "stops": stops, "best_epoch": 8}
+    p = get_profile("smoke")
+    assert iid_report.load_patience_probe(p, tmp_path)[0] is None
+    assert "patience_probe.py --save" in iid_report.load_patience_probe(p, tmp_path)[1]
+    cache.save("patience_probe", p, doc, root=tmp_path)
+    loaded, note = iid_report.load_patience_probe(p, tmp_path)
+    table = iid_report.patience_table(loaded)
+    assert note is None and list(table["stops at epoch"]) == [5, 8, 8]
+    assert list(table["valid energy MAE then (meV/atom)"]) == [30.0, 15.0, 15.0]
+    fig = plots.patience_probe(loaded)
+    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].x0 == 5  # only the stop before the end is drawn

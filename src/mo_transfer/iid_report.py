@@ -399,3 +399,28 @@ def lr_grid_table(result: dict) -> pd.DataFrame:
                       "wall (min)": round(t["wall_s"] / 60, 1),
                       "chosen": "yes" if chosen.get(row["scale"], {}).get(row["paradigm"]) == lr else ""})
     return pd.DataFrame(lines)
+
+
+PATIENCE_PROBE = "patience_probe"
+
+
+def load_patience_probe(p, root=None) -> tuple[dict | None, str | None]:
+    """The cached patience probe (``benchmarks/patience_probe.py --save``), or ``(None, note)`` naming its command."""
+    from . import cache
+
+    try:
+        return cache.load(PATIENCE_PROBE, p, root), None
+    except cache.CacheMissing:
+        return None, (f"No patience probe is cached for profile `{p.name}`: `OMP_NUM_THREADS=1 .venv/bin/python "
+                      "benchmarks/patience_probe.py --save` makes it (about 5 minutes on one core).")
+
+
+def patience_table(probe: dict) -> pd.DataFrame:
+    """Where each patience would have stopped the probe run, and the validation energy MAE of the model it keeps,
+    beside the run's best over all its epochs."""
+    rows = [dict(r) for r in probe["stops"]]
+    best = probe["curve"][probe["best_epoch"]]
+    rows.append({"patience": f"none ({probe['epochs']} epochs)", "stops at epoch": probe["epochs"],
+                 "best epoch then": probe["best_epoch"],
+                 "valid energy MAE then (meV/atom)": round(best["energy_mae_mev_per_atom"], 1)})
+    return pd.DataFrame(rows)

@@ -112,6 +112,19 @@ def epochs_since_best(rows: list[dict]) -> int:
     return since
 
 
+def stop_epoch(losses: list[float], patience: int) -> tuple[int, int]:
+    """(epoch at which ``patience`` stops a validation-loss curve, best epoch up to then), by the rule of
+    :func:`epochs_since_best` (an equal loss is no improvement; epoch 0, before training, may be the best); the
+    last epoch when patience never fires."""
+    best, best_epoch = float("inf"), 0
+    for epoch, loss in enumerate(losses):
+        if loss < best:
+            best, best_epoch = loss, epoch
+        elif epoch - best_epoch >= patience:
+            return epoch, best_epoch
+    return len(losses) - 1, best_epoch
+
+
 def learning_curve_rows(rows: list[dict]) -> list[dict]:
     """Validation loss and errors per epoch: epoch 0 is the evaluation before any training (the initial weights:
     random for scratch, the foundation's for fine-tune), epoch k the end of the k-th training epoch."""

@@ -238,6 +238,25 @@ def learning_curves(runs: Sequence[dict], metric: str = "loss", log_y: bool = Tr
     return fig
 
 
+def patience_probe(probe: dict, title: str = ""):
+    """Validation energy MAE per epoch of one run trained past any patience, with a dashed line where each patience
+    of ``probe["stops"]`` would have stopped it (log scale)."""
+    import plotly.graph_objects as go
+
+    curve = probe["curve"]
+    fig = go.Figure(go.Scatter(x=[c["epoch"] for c in curve], y=[c["energy_mae_mev_per_atom"] for c in curve],
+                               mode="lines+markers", marker=dict(size=4), name="validation energy MAE",
+                               hovertemplate="epoch %{x}<br>%{y:.1f} meV/atom<extra></extra>"))
+    for stop in probe["stops"]:
+        if stop["stops at epoch"] < len(curve) - 1:
+            fig.add_vline(x=stop["stops at epoch"], line_dash="dash", line_color="grey",
+                          annotation_text=f"patience {stop['patience']} stops", annotation_position="top right")
+    fig.update_yaxes(type="log", title="validation energy MAE (meV/atom)")
+    fig.update_xaxes(title="epoch")
+    fig.update_layout(title=title or None, height=360, showlegend=False)
+    return fig
+
+
 def zero_shot_errors(errors: pd.DataFrame, title: str = ""):
     """Zero-shot energy-per-atom error of each structure, by dopant set, one colour per foundation model."""
     import plotly.graph_objects as go
