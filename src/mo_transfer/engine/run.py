@@ -200,7 +200,7 @@ def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None,
     out, scored = {}, {}
     for name in names:
         frames = fold.frames(name)
-        errs = store.errors(spec, fold.set_file(name)) if stored is not None else None
+        errs = store.errors(spec, fold.set_file(name), stored) if stored is not None else None
         if errs is None:
             if model is None:
                 model = _trained_model(backend, spec, store, info)
@@ -216,8 +216,9 @@ def evaluate_cell(exp: Experiment, row: Row, fold: Fold, spec: TrainSpec | None,
         out[name] = errs
     if store is not None and spec is not None and (scored or stored is None):
         store.save(spec, info["training"], scored, info["training"].get("model_path"))
-    if store is not None and spec is not None and store.model_file(spec) is not None:
-        info["training"]["model_path"] = str(store.model_file(spec))  # later runs start from the kept copy
+    kept = store.model_file(spec) if store is not None and spec is not None else None
+    if kept is not None:
+        info["training"]["model_path"] = str(kept)  # later runs start from the kept copy
     return out, info
 
 

@@ -76,9 +76,10 @@ class RunStore:
         path = Path(self.folder) / f"{Path(spec.run_dir).name}.model"
         return path if path.is_file() else None
 
-    def errors(self, spec: TrainSpec, set_file: str | Path) -> FrameErrors | None:
-        """The stored per-frame errors of ``spec``'s model on the evaluation file (None when not scored on it)."""
-        doc = self.load(spec)
+    def errors(self, spec: TrainSpec, set_file: str | Path, doc: dict | None = None) -> FrameErrors | None:
+        """The stored per-frame errors of ``spec``'s model on the evaluation file (None when not scored on it);
+        ``doc``, the run's already loaded file, saves reading and checking it again."""
+        doc = doc if doc is not None else self.load(spec)
         if doc is None:
             return None
         entry = doc["evaluations"].get(file_sha256(set_file))
