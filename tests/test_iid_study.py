@@ -90,7 +90,7 @@ def test_paper_protocol_runs_on_its_folds_and_ft_e_ne_at_the_tuned_rate(ne_frame
         dataclasses.replace(p, paper_protocol_folds=p.iid_folds + 1)
 
 
-def test_tuned_lr_is_the_lowest_validation_loss_of_a_converged_run():
+def test_tuned_lr_is_the_lowest_validation_loss_a_stopped_run_winning_ties():
     def cell(label, losses):
         return {"row": label, "training": {"curve": [{"loss": v} for v in losses]}}
 
@@ -98,11 +98,12 @@ def test_tuned_lr_is_the_lowest_validation_loss_of_a_converged_run():
                      for lr in (3e-4, 1e-3, 5e-3)],
             "cells": [cell("s0.0003", [3, 2, 1.5]), cell("s0.001", [3, 1.0, 1.2]), cell("s0.005", [3, 4, 5])]}
     assert iid_study.select_lrs(grid) == {"small": {"scratch": 1e-3}}
-    for c in grid["cells"]:  # the 1e-3 run hit its cap: the lowest loss among the converged ones wins
+    for c in grid["cells"]:  # the 1e-3 run hit its cap but is still the best: the stopped runs sat on a plateau
         c["training"]["converged"] = c["row"] != "s0.001"
+    assert iid_study.select_lrs(grid) == {"small": {"scratch": 1e-3}}
+    grid["cells"][0]["training"]["curve"][-1]["loss"] = 1.0  # a tie: the run that early stopping stopped wins
     assert iid_study.select_lrs(grid) == {"small": {"scratch": 3e-4}}
-    for c in grid["cells"]:  # none converged: the lowest loss of all
-        c["training"]["converged"] = False
+    grid["cells"][0]["training"]["curve"][-1]["loss"] = 1.01  # a stopped run a hair worse loses
     assert iid_study.select_lrs(grid) == {"small": {"scratch": 1e-3}}
 
 
