@@ -286,7 +286,7 @@ def test_the_cpu_profile_fits_its_core_hour_budget():
     assert iid_study.estimate_core_hours("gpu", 57, 300)["total"] > est["total"]
 
 
-def test_the_lr_grid_table_marks_the_chosen_rate_and_runs_that_hit_the_cap():
+def test_the_lr_grid_table_and_its_summary_mark_the_chosen_rate_and_runs_that_hit_the_cap():
     def cell(label, losses, converged):
         curve = [{"epoch": k, "loss": v, "energy_mae_mev_per_atom": 10 * v, "force_mae_mev_per_ang": 20 * v}
                  for k, v in enumerate(losses)]
@@ -298,8 +298,15 @@ def test_the_lr_grid_table_marks_the_chosen_rate_and_runs_that_hit_the_cap():
             "cells": [cell("ft 0.0003", [3, 2, 1.0], False), cell("ft 0.005", [3, 1.5, 1.6], True)]}
     result = {"lr_grid": grid, "tuned_lrs": iid_study.select_lrs(grid)}
     table = iid_report.lr_grid_table(result).set_index("lr")
-    assert table.loc[5e-3, "chosen"] == "yes" and table.loc[3e-4, "chosen"] == ""  # lower loss, but at its cap
+    assert table.loc[3e-4, "chosen"] == "yes" and table.loc[5e-3, "chosen"] == ""  # lower loss, though at its cap
     assert table.loc[3e-4, "stopped early"] == "NO (cap)" and table.loc[5e-3, "best valid loss"] == 1.5
+    summary = iid_report.lr_grid_markdown(result)
+    assert summary == ("- small fine-tune: 0.0003: 3 epochs, NO (cap), 10.0 meV/atom; 0.005: stopped at epoch 3, "
+                       "15.0 meV/atom; **0.0003 chosen** although its run hit the cap: every rate that stopped did "
+                       "worse.")
+    grid["cells"][1]["training"]["curve"][1]["loss"] = 0.5  # now the stopped run is best: no caveat
+    result["tuned_lrs"] = iid_study.select_lrs(grid)
+    assert iid_report.lr_grid_markdown(result).endswith("**0.005 chosen**.")
     assert len(iid_report.curve_runs(result, "lr-grid")) == 2
 
 

@@ -381,7 +381,8 @@ def findings_markdown(result: dict, claims: pd.DataFrame | None = None) -> str:
 
 def lr_grid_table(result: dict) -> pd.DataFrame:
     """The tuned protocol's evidence: every fold-0 grid run (scale, paradigm, lr) with how it stopped, its best
-    validation loss and errors, and which rate was chosen (the lowest loss among runs that stopped early)."""
+    validation loss and errors, and which rate was chosen (``iid_study.select_lrs``: the lowest loss, ties to a run
+    that stopped early)."""
     grid = result["lr_grid"]
     rows = {r["label"]: r for r in grid["rows"]}
     chosen = result.get("tuned_lrs", {})
@@ -399,6 +400,30 @@ def lr_grid_table(result: dict) -> pd.DataFrame:
                       "wall (min)": round(t["wall_s"] / 60, 1),
                       "chosen": "yes" if chosen.get(row["scale"], {}).get(row["paradigm"]) == lr else ""})
     return pd.DataFrame(lines)
+
+
+def lr_grid_markdown(result: dict) -> str:
+    """What the grid decided, one line per scale and paradigm, read from the cache (so the prose never goes stale):
+    how each rate's run ended, and whether the chosen rate's run stopped early or at its cap."""
+    grid = lr_grid_table(result)
+    lines = []
+    for (scale, paradigm), g in grid.groupby(["scale", "paradigm"], sort=False):
+        runs = "; ".join(f"{r['lr']:g}: {_ended(r)}, {r['valid energy MAE (meV/atom)']:.1f} meV/atom"
+                         for _, r in g.sort_values("lr").iterrows())
+        chosen = g[g["chosen"] == "yes"]
+        if chosen.empty:
+            pick = "no rate chosen"
+        else:
+            c = chosen.iloc[0]
+            pick = f"**{c['lr']:g} chosen**" + ("" if c["stopped early"] == "yes" else
+                                                 " although its run hit the cap: every rate that stopped did worse")
+        lines.append(f"- {scale} {paradigm}: {runs}; {pick}.")
+    return "\n".join(lines)
+
+
+def _ended(row) -> str:
+    return (f"stopped at epoch {row['epochs run']}" if row["stopped early"] == "yes"
+            else f"{row['epochs run']} epochs, {row['stopped early']}")
 
 
 PATIENCE_PROBE = "patience_probe"
