@@ -67,3 +67,18 @@ def test_pretrain_refuses_one_out_file_for_several_scales_and_zero_workers(tmp_p
     code, err = run_cli(foundation.main, ["pretrain", "--scale", "S", "--workers", "0"], capsys)
     assert code == 2 and "--workers must be at least 1" in err
     assert not out.exists() and not any(tmp_path.iterdir())
+
+
+def test_start_runs_until_reads_a_utc_clock_time_or_an_iso_time_and_refuses_anything_else():
+    import argparse
+    import datetime as dt
+
+    now = dt.datetime(2026, 12, 6, 5, 30, tzinfo=dt.timezone.utc)
+    assert recompute.start_until("05:45", now) == dt.datetime(2026, 12, 6, 5, 45, tzinfo=dt.timezone.utc).timestamp()
+    # a clock time already past means tomorrow's, never an instant drain
+    assert recompute.start_until("05:00", now) == dt.datetime(2026, 12, 7, 5, 0, tzinfo=dt.timezone.utc).timestamp()
+    assert recompute.start_until("2026-12-06T07:00", now) == now.timestamp() + 5400
+    assert recompute.start_until("2026-12-06T07:00+01:00", now) == now.timestamp() + 1800
+    for bad in ("soon", "25:00", "5.45"):
+        with pytest.raises(argparse.ArgumentTypeError, match="HH:MM"):
+            recompute.start_until(bad, now)

@@ -55,6 +55,20 @@ def test_deadline_leaves_jobs_not_started(tmp_path):
     assert summary.count("done") == 1 and summary.count("not_started") == 2
 
 
+def test_a_start_deadline_in_the_environment_drains_the_batch(tmp_path, monkeypatch):
+    """``recompute --start-runs-until`` sets it: nothing new starts after it, a finished job still counts."""
+    import time
+
+    batch = make(tmp_path, n=3)
+    assert run_jobs(batch[:1]).count("done") == 1
+    monkeypatch.setenv(jobs.START_UNTIL_ENV, repr(time.time() - 1))
+    summary = run_jobs(batch, backend="process", workers=2)
+    assert summary.count("skipped") == 1 and summary.count("not_started") == 2
+    assert not Path(batch[1].output).exists()
+    monkeypatch.setenv(jobs.START_UNTIL_ENV, repr(time.time() + 60))
+    assert run_jobs(batch).count("done") == 2
+
+
 def test_duplicate_names_rejected(tmp_path):
     batch = make(tmp_path, n=2)
     with pytest.raises(ValueError, match="unique"):

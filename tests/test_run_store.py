@@ -182,3 +182,25 @@ def test_several_experiments_train_as_one_batch_and_store_each_run_once(frames, 
     assert out["a"]["errors"]["lr 1"] != out["a"]["errors"]["lr 2"]
     with pytest.raises(ValueError, match="unique"):
         R.run_experiments([a, a], tmp_path / "w", store=store)
+
+
+def test_a_drained_batch_stores_what_finished_and_says_how_to_resume(frames, tmp_path, monkeypatch):
+    import time
+
+    from mo_transfer.jobs import START_UNTIL_ENV
+
+    monkeypatch.setitem(BACKENDS, "counting", f"{__name__}:CountingBackend")
+    CountingBackend.trained = []
+    ids = splits.frame_ids(frames)
+    fold = R.prepare_fold(frames, splits._make("drain", "test", 42, ids, ids[:6], ids[6:8], ids[8:]), tmp_path / "w")
+    rows = tuple(R.Row(f"lr {lr}", "fine-tune", "any", backend="counting", scale="x",
+                       settings=TrainSettings(max_epochs=2, patience=1, batch_size=3, lr=lr)) for lr in (1.0, 2.0))
+    exp = R.Experiment("a", "FT-E", (fold,), rows, T.TRAIN_ELEMENTS)
+    store = RunStore(tmp_path / "store")
+    monkeypatch.setenv(START_UNTIL_ENV, repr(time.time() - 1))
+    with pytest.raises(RuntimeError, match="2 training run.*not started.*same command resumes"):
+        R.run_experiments([exp], tmp_path / "w", store=store)
+    assert CountingBackend.trained == [] and not list((tmp_path / "store").glob("*.json"))
+    monkeypatch.delenv(START_UNTIL_ENV)
+    R.run_experiments([exp], tmp_path / "w", store=store)
+    assert len(CountingBackend.trained) == 2

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SIDECAR_SUFFIX = ".job.json"
+#: Unix time after which ``run_jobs`` starts no new job (set by ``recompute --start-runs-until``): a sweep drains
+#: before a session or a machine ends, so no run is cut off half-trained; the same command later resumes the rest.
+START_UNTIL_ENV = "MO_TRANSFER_START_RUNS_UNTIL"
 
 
 class JobFailed(RuntimeError):
@@ -216,7 +219,8 @@ def run_jobs(
     on_record: Callable[[JobRecord], None] | None = None,
     desc: str = "jobs",
 ) -> BatchSummary:
-    """Run ``jobs`` on a backend; jobs not started before ``deadline_s`` (seconds from now) stay ``not_started``."""
+    """Run ``jobs`` on a backend; jobs not started before ``deadline_s`` (seconds from now; default: the Unix time
+    in ``$MO_TRANSFER_START_RUNS_UNTIL``, if set) stay ``not_started``."""
     jobs = list(jobs)
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
@@ -224,6 +228,8 @@ def run_jobs(
         raise ValueError(f"job names must be unique in a batch; repeated: {dup[:5]}")
     t0 = time.time()
     deadline = None if deadline_s is None else t0 + deadline_s
+    if deadline is None and os.environ.get(START_UNTIL_ENV):
+        deadline = float(os.environ[START_UNTIL_ENV])
     records: dict[str, JobRecord] = {}
     bar = _progress(len(jobs), desc)
 

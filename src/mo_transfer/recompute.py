@@ -9,6 +9,7 @@ reads the cache. Studies: ``prior`` (notebook 3's opening: the foundation genera
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import os
 import shlex
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import cache
+from .jobs import START_UNTIL_ENV
 from .profiles import profile_names
 
 #: Study name -> module whose ``load_results(profile, recompute, root)`` makes and caches it.
@@ -50,6 +52,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def start_until(text: str, now: dt.datetime | None = None) -> float:
+    """argparse type of ``--start-runs-until``: a UTC clock time ``HH:MM`` (the next one to come) or an ISO date and
+    time (UTC unless it names its zone), as Unix time."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        if len(text) <= 5 and ":" in text:
+            hour, minute = (int(v) for v in text.split(":"))
+            when = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if when <= now:
+                when += dt.timedelta(days=1)
+        else:
+            when = dt.datetime.fromisoformat(text)
+            when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HH:MM (UTC) or an ISO date and time, got {text!r}") from None
+    return when.timestamp()
+
+
 def check_root(root: str | None) -> str | None:
     """The ``--root`` folder if it is a repository root (a folder with ``data/``); an error message otherwise.
     Without this check a mistyped root ran a whole study on no data and created the folder to cache it in."""
@@ -70,12 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=None, help="repository root (default: found from the working directory)")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="training runs at once, one process each (default 1: one after another)")
+    p.add_argument("--start-runs-until", type=start_until, default=None, metavar="HH:MM",
+                   help="start no training run after this UTC time (or ISO date and time); runs in flight finish "
+                        "and are stored, and the same command later resumes the rest")
     args = p.parse_args(argv)
     try:
         args.root = check_root(args.root)
     except FileNotFoundError as err:
         p.error(str(err))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.start_runs_until is not None:
+        os.environ[START_UNTIL_ENV] = repr(args.start_runs_until)
     os.environ.setdefault(cache.COMMAND_ENV, "python -m mo_transfer.recompute " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
     t0 = time.perf_counter()

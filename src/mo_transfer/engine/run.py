@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from ase import Atoms
 
 from .. import splits
-from ..jobs import Job, run_jobs
+from ..jobs import START_UNTIL_ENV, Job, run_jobs
 from ..training import read_frames
 
 from .backend import get_backend
@@ -273,6 +273,11 @@ def train_experiments(exps: Sequence[Experiment], work: str | Path, backend: str
 
     desc = exps[0].name if len(exps) == 1 else f"{len(exps)} experiments"
     summary = run_jobs(jobs, backend=backend, workers=workers, max_attempts=1, desc=desc, on_record=store_finished)
+    waiting = [r for r in summary.records if r.status == "not_started"]
+    if waiting:
+        raise RuntimeError(f"{len(waiting)} training run(s) of {desc} not started: the start deadline "
+                           f"(${START_UNTIL_ENV}) passed; {summary.count('done')} finished and are stored. "
+                           f"The same command resumes the rest.")
     failed = [r for r in summary.records if r.status not in ("done", "skipped")]
     if failed:
         raise RuntimeError(f"{len(failed)} training run(s) of {desc} failed, e.g. {failed[0].name}: "
