@@ -216,9 +216,9 @@ PROFILES: dict[str, Profile] = {
         # training.py), which the 2-core budget cannot carry for every Table 1 row; LODO uses medium, as the paper.
         model_scales=("small", "medium"),
         lodo_scale="medium",
-        # the IID lr grid on fold 0: fine-tuning stopped early at 5e-3 (epoch 317 at S, 105 at M); at the paper's
-        # 3e-4 it ran into the 400-epoch cap at both scales, at 1e-3 at S (M stopped at 394); tests check the
-        # rate against the cached grid
+        # the IID lr grid on fold 0 (patience 50): fine-tuning stopped early only at 5e-3 (epoch 347 at S, 265 at
+        # M, best 296 and 214) and had the lowest validation loss there; at 3e-4 and 1e-3 it ran into the 400-epoch
+        # cap at both scales; tests check the rate against the cached grid
         transfer_lr=5e-3,
         max_epochs=30,
         num_channels=32,
