@@ -301,12 +301,17 @@ def test_the_lr_grid_table_and_its_summary_mark_the_chosen_rate_and_runs_that_hi
     assert table.loc[3e-4, "chosen"] == "yes" and table.loc[5e-3, "chosen"] == ""  # lower loss, though at its cap
     assert table.loc[3e-4, "stopped early"] == "NO (cap)" and table.loc[5e-3, "best valid loss"] == 1.5
     summary = iid_report.lr_grid_markdown(result)
-    assert summary == ("- small fine-tune: 0.0003: 3 epochs, NO (cap), 10.0 meV/atom; 0.005: stopped at epoch 3, "
+    assert summary == ("- small fine-tune: 0.0003: 3 epochs, hit the cap, 10.0 meV/atom; 0.005: stopped at epoch 3, "
                        "15.0 meV/atom; **0.0003 chosen** although its run hit the cap: every rate that stopped did "
                        "worse.")
+    alone = {"lr_grid": {"rows": grid["rows"][:1], "cells": grid["cells"][:1]}, "tuned_lrs": result["tuned_lrs"]}
+    assert iid_report.lr_grid_markdown(alone).endswith("**0.0003 chosen** (its run hit the cap).")
     grid["cells"][1]["training"]["curve"][1]["loss"] = 0.5  # now the stopped run is best: no caveat
     result["tuned_lrs"] = iid_study.select_lrs(grid)
     assert iid_report.lr_grid_markdown(result).endswith("**0.005 chosen**.")
+    grid["cells"][1]["training"]["curve"][0]["loss"] = 0.1  # stopped, but its best is epoch 0: said so, not "cap"
+    grid["cells"][1]["training"]["best_epoch"] = 0
+    assert "0.005: stopped at epoch 3 (never improved on its start)" in iid_report.lr_grid_markdown(result)
     assert len(iid_report.curve_runs(result, "lr-grid")) == 2
 
 

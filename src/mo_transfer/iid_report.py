@@ -415,15 +415,24 @@ def lr_grid_markdown(result: dict) -> str:
             pick = "no rate chosen"
         else:
             c = chosen.iloc[0]
-            pick = f"**{c['lr']:g} chosen**" + ("" if c["stopped early"] == "yes" else
-                                                 " although its run hit the cap: every rate that stopped did worse")
+            stopped_others = ((g["stopped early"] != "NO (cap)") & (g["lr"] != c["lr"])).any()
+            pick = f"**{c['lr']:g} chosen**"
+            if _capped(c):
+                pick += (" although its run hit the cap: every rate that stopped did worse" if stopped_others
+                         else " (its run hit the cap)")
         lines.append(f"- {scale} {paradigm}: {runs}; {pick}.")
     return "\n".join(lines)
 
 
+def _capped(row) -> bool:
+    return row["stopped early"] == "NO (cap)"
+
+
 def _ended(row) -> str:
-    return (f"stopped at epoch {row['epochs run']}" if row["stopped early"] == "yes"
-            else f"{row['epochs run']} epochs, {row['stopped early']}")
+    if _capped(row):
+        return f"{row['epochs run']} epochs, hit the cap"
+    never = "" if row["stopped early"] == "yes" else " (never improved on its start)"
+    return f"stopped at epoch {row['epochs run']}{never}"
 
 
 PATIENCE_PROBE = "patience_probe"
