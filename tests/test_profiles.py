@@ -84,5 +84,5 @@ def test_the_introduction_states_the_cpu_profile_as_it_is():
     letters = {"small": "S", "medium": "M", "large": "L"}
     assert " / ".join(letters[s] for s in p.model_scales) in row and f"{p.iid_folds} trajectory folds" in row
     assert f"patience {p.engine_patience}, cap {p.engine_max_epochs}" in row
-    assert f"all {len(p.lodo_folds)} LODO folds at {letters[p.lodo_scale]}" in row
+    assert f"{len(p.lodo_folds)} LODO folds at {letters[p.lodo_scale]} ({', '.join(p.lodo_folds)})" in row
     assert "CHGNet 0.3.0" in row and "{cite:p}`deng2023chgnet`" in intro

@@ -282,6 +282,16 @@ def test_the_cost_estimate_grows_with_the_folds():
     assert unseen_study.estimate_core_hours("smoke", 12, 10)["total"] < est["total"]
 
 
+def test_a_larger_training_pool_is_estimated_at_the_same_optimizer_steps_to_its_best_epoch():
+    from mo_transfer.study_common import step_matched_epochs
+
+    cpu = get_profile("cpu")
+    assert step_matched_epochs(265, 41, 41, cpu) == 265  # the pool it was measured on: the measured count
+    assert step_matched_epochs(265, 41, 123, cpu) == pytest.approx((265 - 50) / 3 + 50)  # 3x the frames
+    assert step_matched_epochs(265, 123, 41, cpu) == cpu.engine_max_epochs  # never beyond the cap
+    assert step_matched_epochs(10, 41, 4100, cpu) == 1 + cpu.engine_patience  # at least one epoch, then patience
+
+
 def test_the_headline_never_credits_the_e0_swap_with_a_reduction_that_did_not_happen():
     worse = _result({**MAES, "E0 swap": 700.0, "refine-tuned": 690.0})  # DIPI 400 is better than both
     text = unseen_report.headline_markdown(worse)

@@ -28,6 +28,7 @@ from .engine.run import Experiment, Row, prepare_fold, run_experiment, run_exper
 from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
 from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, e_ids,
+                           step_matched_epochs,
                            foundations_of, load_study_results, partition, restrict, settings, study_data,
                            trajectory_folds, run_store, work_dir)
 from .training import TRAIN_ELEMENTS
@@ -268,7 +269,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
     scratch = epochs_to_stop("scratch", p)
 
     def ene_epochs(n_train: float, fine: int) -> float:
-        return min(cap, max(1, (fine - p.engine_patience) * n_e_train / max(n_train, 1)) + p.engine_patience)
+        return step_matched_epochs(fine, n_e_train, n_train, p)
 
     for s in p.model_scales:
         fine = epochs_to_stop("fine-tune", p, s)

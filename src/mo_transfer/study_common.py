@@ -36,17 +36,17 @@ def seconds_per_frame_epoch(scale: str, default_dtype: str = "float64") -> float
     if scale == "chgnet":
         return SECONDS_PER_FRAME_EPOCH[scale]
     return SECONDS_PER_FRAME_EPOCH[scale] * DTYPE_COST[default_dtype]
-#: Epochs a run takes to early stopping with patience 20 (MEASURED_PATIENCE), measured on the IID folds of the cpu
-#: profile (GOHomS-mini v2, float32; medians over folds, and the folds vary 3-7x): scratch S at lr 5e-3 33, 226,
-#: 242, 187, 64 on folds 0-4; fine-tune S at 5e-3 317, 178, 71, 316, 218; fine-tune M at 5e-3 105 on fold 0, while
-#: at the paper's 3e-4 S and M fine-tunes ran into the 400-epoch cap still improving (at 1e-3 S did, M stopped at
-#: 394); CHGNet fine-tune at the paper's 3e-4 70, 356, 128, 203, 27 on the cpu IID folds 0-4 (median 128; an
-#: earlier fold-0 measurement at patience 10 gave 51), CHGNet scratch at 3e-4 20, 129, 57, 20, 22 (median 22; it
-#: mostly never improves, see iid_study.CHGNET_SCRATCH_LR). Re-derive them with benchmarks/run_costs.py.
-EPOCHS_TO_STOP: dict[str, int] = {"scratch": 190, "fine-tune": 220, "chgnet": 128, "chgnet-scratch": 22}
+#: Epochs a MACE run takes to early stopping at patience 50 (measured on the IID folds of the cpu profile,
+#: GOHomS-mini v2, float32, lr 5e-3; medians over folds, a capped run counted at the 400-epoch cap): scratch S 382,
+#: 246, 348, 217, 321 on folds 0-4; fine-tune S 347, 400 (cap), 145, 400 (cap), 289; fine-tune M 265 on fold 0;
+#: scratch M 400 (cap) on fold 0. CHGNet at patience 20: fine-tune at the paper's 3e-4 70, 356, 128, 203, 27 on the
+#: cpu IID folds 0-4 (median 128), scratch at 3e-4 20, 129, 57, 20, 22 (median 22; it mostly never improves, see
+#: iid_study.CHGNET_SCRATCH_LR). Re-derive them with benchmarks/run_costs.py.
+EPOCHS_TO_STOP: dict[str, int] = {"scratch": 321, "fine-tune": 347, "chgnet": 128, "chgnet-scratch": 22}
 #: Where a scale measured differently from the kind's count above.
-EPOCHS_TO_STOP_BY_SCALE: dict[tuple[str, str], int] = {("fine-tune", "medium"): 110}
-MEASURED_PATIENCE = 20
+EPOCHS_TO_STOP_BY_SCALE: dict[tuple[str, str], int] = {("fine-tune", "medium"): 265, ("scratch", "medium"): 400}
+#: The patience each count above was measured at; a profile's other patience shifts it by the difference.
+MEASURED_PATIENCE: dict[str, int] = {"scratch": 50, "fine-tune": 50, "chgnet": 20, "chgnet-scratch": 20}
 
 
 def epochs_to_stop(kind: str, p: Profile, scale: str = "") -> int:
@@ -54,7 +54,15 @@ def epochs_to_stop(kind: str, p: Profile, scale: str = "") -> int:
     should take under a profile's patience and cap: the measured count plus the patience beyond the measured one,
     at most the cap."""
     measured = EPOCHS_TO_STOP_BY_SCALE.get((kind, scale), EPOCHS_TO_STOP[kind])
-    return min(p.engine_max_epochs, measured + max(0, p.engine_patience - MEASURED_PATIENCE))
+    return min(p.engine_max_epochs, max(1, measured + p.engine_patience - MEASURED_PATIENCE[kind]))
+
+
+def step_matched_epochs(epochs: int, n_measured: float, n_train: float, p: Profile) -> float:
+    """Epochs to early stopping of a run on ``n_train`` frames, from ``epochs`` measured on ``n_measured``: as many
+    optimizer steps before the best epoch (an epoch is ``n_train / batch`` steps), then the patience, at most the
+    cap. Used where a study trains on a larger pool than the IID fold the count was measured on."""
+    steps = max(1.0, (epochs - p.engine_patience) * n_measured / max(n_train, 1.0))
+    return min(p.engine_max_epochs, steps + p.engine_patience)
 
 
 def settings(p: Profile, lr: float | None = None, normalisation: str = "foundation", ema: bool = True

@@ -33,6 +33,7 @@ from .engine.run import Experiment, Row, prepare_fold, run_experiment, run_exper
 from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
 from .study_common import (SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, foundations_of, load_study_results,
+                           step_matched_epochs,
                            run_store, settings, study_data, work_dir)
 from .training import TRAIN_ELEMENTS
 from .unseen_models import (BASE, BASE_FULL, DIPI, E0_SWAP, FULL_TABLE, REFINE, REFINE_FULL, SMOKE_SCAN_CANDIDATES,
@@ -253,10 +254,12 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_new_frames: i
     measured epoch count and per-frame epoch cost (``study_common``); evaluation alone is minutes."""
     p = get_profile(profile)
     epochs = epochs_to_stop("fine-tune", p, p.lodo_scale)
-    cost = seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) * epochs / 3600
+    per_frame_epoch_h = seconds_per_frame_epoch(p.lodo_scale, p.default_dtype) / 3600
     base_train = n_e_frames * (1 - 1 / BASE_FOLDS) * 0.9
     refine_train = n_e_frames * 0.9 + n_new_frames * (1 - 1 / p.refine_folds)
-    hours = {"FT-E base models (2 runs)": 2 * base_train * cost,
-             f"refine-tuning (2 rows x {p.refine_folds} folds)": 2 * p.refine_folds * refine_train * cost}
+    refine_epochs = step_matched_epochs(epochs, base_train, refine_train, p)  # a larger pool: fewer epochs
+    hours = {"FT-E base models (2 runs)": 2 * base_train * epochs * per_frame_epoch_h,
+             f"refine-tuning (2 rows x {p.refine_folds} folds)":
+                 2 * p.refine_folds * refine_train * refine_epochs * per_frame_epoch_h}
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}
