@@ -75,7 +75,7 @@ def test_setup_rows_report_what_the_results_used():
     assert rows["FT-E / FT-E_NE frames"]["ours"] == "12 / 40"
     assert rows["IID splits"]["ours"].startswith(f"{get_profile('cpu').iid_folds} folds of whole trajectories")
     assert f"patience {get_profile('cpu').engine_patience}, cap" in rows["stopping (IID)"]["ours"]
-    assert rows["LODO folds"]["ours"] == "11 elements x 2 protocols, at M; CHGNet on Cr, Nb, W, Y"
+    assert rows["LODO folds"]["ours"] == "4 elements (Cr, Nb, W, Y) x 2 protocols, at M; CHGNet on the same folds"
     assert rows["learning rate"]["ours"].endswith("3e-4 on 1 fold(s) (the paper's protocol); LODO and unseen "
                                                   "elements: 0.005")
 

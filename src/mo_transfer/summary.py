@@ -133,6 +133,16 @@ def unseen_rows(unseen_results: dict | None) -> list[dict]:
     return unseen_report.summary_rows(unseen_results)
 
 
+def lodo_folds_text(p) -> str:
+    """The profile's LODO folds for the setup table: how many, which when not all 11, and CHGNet's."""
+    n, chg = len(p.lodo_folds), p.lodo_chgnet_folds
+    named = f" ({', '.join(p.lodo_folds)})" if n < 11 else ""
+    text = f"{n} elements{named} x 2 protocols, at {p.lodo_scale[0].upper()}"
+    if 0 < len(chg) < n:
+        return text + f"; CHGNet on {', '.join(chg)}"
+    return text + ("; CHGNet on the same folds" if chg and n < 11 else "")
+
+
 def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str | None]]) -> list[dict]:
     """Where our setup differs from the paper's, as numbers: cells, data, foundation, repeats, epochs."""
     p = get_profile(profile)
@@ -152,9 +162,7 @@ def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str
         {"aspect": "IID splits", "paper": "10 (FT-E) / 5 (FT-E_NE) random (81:9):10 splits",
          "ours": f"{p.iid_folds} folds of whole trajectories, every relaxed structure tested once"},
         {"aspect": "LODO folds", "paper": "11 elements x 2 protocols, at M",
-         "ours": f"{len(p.lodo_folds)} elements x 2 protocols, at {p.lodo_scale[0].upper()}" + (
-             f"; CHGNet on {', '.join(p.lodo_chgnet_folds)}" if 0 < len(p.lodo_chgnet_folds) < len(p.lodo_folds)
-             else "")},
+         "ours": lodo_folds_text(p)},
         {"aspect": "learning rate", "paper": "3e-4 for every paradigm and study",
          "ours": "IID: each paradigm's rate chosen on fold 0 from " + ", ".join(f"{x:g}" for x in p.tuned_lrs)
                  + " (the verdicts), and 3e-4 on " + (f"{p.paper_protocol_folds} fold(s)" if p.paper_protocol_folds
