@@ -70,7 +70,7 @@ def test_protocol_effect_is_paired_on_the_shared_structures():
 def test_the_cpu_profile_runs_all_folds_within_about_its_budget():
     """Issue #21: all 11 folds in the cpu profile if about 6 core-hours allow it, else say which. MACE at the
     paper's M and the transfer lr (where M's fine-tunes stopped early) takes a median 265 epochs at patience 50, so
-    all 11 folds would cost about 9 core-hours: four run (Cr and Y, the paper's exceptions, and Nb, W), CHGNet on
+    all 11 folds would cost about 10.5 core-hours with CHGNet on four: four run (Cr and Y, the paper's exceptions, and Nb, W), CHGNet on
     the same four."""
     import dataclasses
 

@@ -227,8 +227,8 @@ PROFILES: dict[str, Profile] = {
         iid_repeats_ene=1,
         # four folds, the same for MACE and CHGNet: Cr and Y (the paper's two exceptions) and Nb and W. At patience
         # 50 an M fine-tune at 5e-3 took 265 epochs on IID fold 0, so lodo_study.estimate_core_hours puts these at
-        # about 3.4 (MACE) + 2.9 (CHGNet) core-hours on our 57 FT-E frames, the "about 6" of its issue; all 11
-        # MACE folds would take about 9.2
+        # about 2.7 (MACE) + 2.9 (CHGNet) core-hours on our 57 FT-E frames, the "about 6" of its issue; all 11
+        # MACE folds would take about 7.5 more
         lodo_elements=("Cr", "Nb", "W", "Y"),
         lodo_chgnet_elements=("Cr", "Nb", "W", "Y"),
         refine_repeats=2,
@@ -242,7 +242,7 @@ PROFILES: dict[str, Profile] = {
         default_dtype="float32",
         # 5 folds of trajectories ((72:8):20 inside each); FT-E_NE rows at S only, on 2 of them. The IID study's
         # estimate (iid_study.estimate_core_hours, from the per-frame epoch costs and epochs to early stopping
-        # measured on these folds at patience 50) is about 12.9 core-hours on our 57 / 300 frames, above the
+        # measured on these folds at patience 50) is about 10.8 core-hours on our 57 / 300 frames, above the
         # "about 8" of its issue: patience 50 stops no run on a plateau, and at it runs take 250-400 epochs.
         iid_folds=5,
         iid_folds_ene=2,
@@ -251,7 +251,7 @@ PROFILES: dict[str, Profile] = {
         # improving at S and M (34 min per M run on one core), so on more folds they would cost about 3 core-hours
         # and still feed no verdict. The tuned protocol (fine-tune S stopped early at 5e-3) runs on all 5 folds.
         paper_protocol_folds=1,
-        # 3 folds of the 18 new-element trajectories: unseen_study.estimate_core_hours puts the study at about 4
+        # 3 folds of the 18 new-element trajectories: unseen_study.estimate_core_hours puts the study at about 3.3
         # core-hours on our 57 + 102 frames; 9 folds would take about three times the refine-tuning.
         refine_folds=3,
     ),

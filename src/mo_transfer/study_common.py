@@ -20,11 +20,11 @@ SCALE_LETTER: dict[str, str] = {"small": "S", "medium": "M", "large": "L", "chgn
 CHGNET_FOUNDATION = "chgnet-0.3.0"
 
 #: Measured training cost on one core, seconds per training frame per epoch in float64 (16/32-atom cells, batch 5,
-#: validation included): MACE GOHomS-mini S 3.8 s/epoch on 46 frames (shared/notes/finetuning.md), M 4.94 s/epoch
-#: in float32 on the 41 frames of IID fold 0 (GOHomS-mini v2 M; 2.5x S, not the 1.4x of benchmarks/training.py's
-#: smaller cells), CHGNet 0.3.0 7.3 s/epoch on the 41 training frames of the cpu IID folds (scratch and fine-tune
-#: alike, two runs on two cores; an earlier single-run measurement gave 4.4 CPU-s on 40 frames).
-SECONDS_PER_FRAME_EPOCH: dict[str, float] = {"small": 0.083, "medium": 0.21, "large": 0.43, "chgnet": 0.178}
+#: validation included), two runs on two cores: MACE GOHomS-mini v2 S 0.037 and M 0.100 s in float32 (medians over
+#: the patience-50 IID runs at lr 5e-3, benchmarks/run_costs.py; / 0.58 for float64), L about 2.5x M (an earlier
+#: measurement), CHGNet 0.3.0 7.3 s/epoch on the 41 training frames of the cpu IID folds (scratch and fine-tune
+#: alike; an earlier single-run measurement gave 4.4 CPU-s on 40 frames).
+SECONDS_PER_FRAME_EPOCH: dict[str, float] = {"small": 0.064, "medium": 0.172, "large": 0.43, "chgnet": 0.178}
 #: MACE epoch cost relative to float64 (benchmarks/engine_speed.py, FT-E fold 0, GOHomS-mini S fine-tune, one core:
 #: 3.90 s/epoch in float64, 2.26 in float32, the same 133 epochs to early stopping and the same test errors to
 #: 0.01 meV). CHGNet computes in float32 whatever is asked, and its cost above was measured so.
