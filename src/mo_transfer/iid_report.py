@@ -415,7 +415,7 @@ def lr_grid_markdown(result: dict) -> str:
             pick = "no rate chosen"
         else:
             c = chosen.iloc[0]
-            stopped_others = ((g["stopped early"] != "NO (cap)") & (g["lr"] != c["lr"])).any()
+            stopped_others = any(not _capped(r) and r["lr"] != c["lr"] for _, r in g.iterrows())
             pick = f"**{c['lr']:g} chosen**"
             if _capped(c):
                 pick += (" although its run hit the cap: every rate that stopped did worse" if stopped_others
