@@ -153,3 +153,32 @@ def test_explicit_e0s_override_the_rule_and_must_cover_every_element(tiny_model,
         reference_energies_ev(partial, model, tiny_model)
     with pytest.raises(ValueError, match="not finite"):
         TrainSettings(max_epochs=2, patience=1, e0s_ev={"Mo": float("nan")})
+
+
+def test_training_device_moves_a_run_without_changing_what_it_is(tiny_model, relaxed, tmp_path, monkeypatch):
+    """$MO_TRANSFER_TRAIN_DEVICE moves mace_run_train to another device (a lent GPU) while the run keeps the
+    identity, folder name and stored file of its profile's run; bad values stop with the variable's name."""
+    import torch
+
+    from mo_transfer.engine import execution
+    from mo_transfer.engine.mace_backend import arguments
+
+    model = F.load_model(tiny_model)
+    spec = _spec(tiny_model, relaxed, tmp_path / "x", "fine-tune")
+    before = (spec.identity(), arguments(spec, model, Path(tiny_model), {}))
+    assert "--device=cpu" in before[1]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv(execution.TRAIN_DEVICE_ENV, "cuda")
+    moved = arguments(spec, model, Path(tiny_model), {})
+    assert spec.identity() == before[0]
+    assert "--device=cuda" in moved and "--device=cpu" not in moved
+    assert [a for a in moved if not a.startswith("--device=")] == [a for a in before[1] if not a.startswith("--device=")]
+    monkeypatch.setenv(execution.TRAIN_DEVICE_ENV, "gpu")
+    with pytest.raises(ValueError, match="MO_TRANSFER_TRAIN_DEVICE='gpu'"):
+        arguments(spec, model, Path(tiny_model), {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(execution.TRAIN_DEVICE_ENV, "cuda")
+    with pytest.raises(RuntimeError, match="sees no CUDA device"):
+        execution.execution_device("cpu")
+    monkeypatch.delenv(execution.TRAIN_DEVICE_ENV)
+    assert execution.execution_device("cpu") == "cpu"

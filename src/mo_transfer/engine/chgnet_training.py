@@ -30,6 +30,7 @@ from ase.data import chemical_symbols
 from ..jobs import atomic_write_text
 from .chgnet_backend import COMPUTE_DTYPE, check_dtype, check_elements, load_model, require_chgnet, save_model
 from .chgnet_data import GraphSet, apply_reference_rule, atomref_ev, io_sink, read_labelled
+from .execution import device_description, execution_device
 from .records import TrainRecord, TrainSettings, TrainSpec
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def initial_model(spec: TrainSpec) -> tuple["CHGNet", list[Atoms], list[Atoms], 
     check_elements(train_frames, spec.train_file)
     check_elements(valid_frames, spec.valid_file)
     check_elements([Atoms(list(spec.elements))], "spec.elements")
-    base = load_model(spec.foundation, spec.settings.device)
+    base = load_model(spec.foundation, execution_device(spec.settings.device))
     if spec.paradigm == "fine-tune":
         net = base
     else:
@@ -88,7 +89,7 @@ def initial_model(spec: TrainSpec) -> tuple["CHGNet", list[Atoms], list[Atoms], 
         with contextlib.redirect_stdout(io_sink()):
             net = CHGNet(**args)
         net.composition_model.load_state_dict(base.composition_model.state_dict())
-        net = net.to(spec.settings.device)
+        net = net.to(execution_device(spec.settings.device))
     refit = apply_reference_rule(net, train_frames, spec.settings.e0_rule, spec.paradigm)
     return net, train_frames, valid_frames, refit
 
@@ -148,7 +149,7 @@ def make_trainer(net: "CHGNet", s: TrainSettings):
     with contextlib.redirect_stdout(io_sink()):
         trainer = Trainer(model=net, energy_loss_ratio=s.energy_weight, force_loss_ratio=s.forces_weight,
                           learning_rate=s.lr, weight_decay=s.weight_decay, epochs=s.max_epochs,
-                          torch_seed=s.seed, use_device=s.device, print_freq=10 ** 9,
+                          torch_seed=s.seed, use_device=execution_device(s.device), print_freq=10 ** 9,
                           **copy.deepcopy(TRAINER_FIXED))
     trainer.criterion = LossTap(trainer.criterion)
     return trainer
@@ -283,7 +284,8 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
                "output_normalisation": "none (CHGNet has no scale/shift; AtomRef is its only offset): "
                                        f"settings.normalisation={s.normalisation!r} does not apply",
                "trainer": {k: v for k, v in TRAINER_FIXED.items()},
-               "chgnet_version": _chgnet_version(), "differences_from_mace": DIFFERENCES_FROM_MACE})
+               "chgnet_version": _chgnet_version(), "differences_from_mace": DIFFERENCES_FROM_MACE,
+               "trained_on": device_description(execution_device(s.device))})
     if finished:
         atomic_write_text(record_file, json.dumps(record.to_dict(), indent=1))
         ckpt_file.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from .. import mace_history, training
 from ..foundation import file_sha256, load_model, model_e0s, resolve_foundation, versions
 from ..jobs import atomic_write_text
 from .e0s import estimate_e0s_ev
+from .execution import device_description, execution_device
 from .records import Predictions, TrainRecord, TrainSpec
 
 RECORD_FILE = "record.json"
@@ -84,7 +85,8 @@ def _as_config(spec: TrainSpec) -> training.TrainConfig:
     return training.TrainConfig(
         paradigm=spec.paradigm, foundation=spec.foundation, train_file=spec.train_file, run_dir=spec.run_dir,
         valid_file=spec.valid_file, name=spec.name, elements=spec.elements, max_epochs=s.max_epochs,
-        patience=s.patience, batch_size=s.batch_size, device=s.device, default_dtype=s.default_dtype, lr=s.lr,
+        patience=s.patience, batch_size=s.batch_size, device=execution_device(s.device),
+        default_dtype=s.default_dtype, lr=s.lr,
         weight_decay=s.weight_decay, ema_decay=s.ema_decay or 0.0, energy_weight=s.energy_weight,
         forces_weight=s.forces_weight, seed=s.seed, threads=spec.threads)
 
@@ -176,7 +178,8 @@ class MaceBackend:
             e0s_ev={chemical_symbols[z]: e for z, e in model_e0s(trained).items()},
             extra={"e0s": e0_info, "normalisation": s.normalisation, "spec_hash": key,
                    "compute_s": round(mace_history.compute_seconds(rows), 1),
-                   "resumed_at_epochs": mace_history.resumed_epochs(rows)})
+                   "resumed_at_epochs": mace_history.resumed_epochs(rows),
+                   "trained_on": device_description(execution_device(s.device))})
         atomic_write_text(run_dir / RECORD_FILE, json.dumps(dataclasses.asdict(record), indent=1, default=str))
         atomic_write_text(run_dir / "status.json", json.dumps({"state": "done", "config_hash": key}))
         return record

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The cpu profile's engine studies trained on a lent GPU machine (this workplace's `device` tool; $OUT is the folder
+# whose files come back). Every run keeps the identity of the cpu profile's run (MO_TRANSFER_TRAIN_DEVICE moves
+# where it trains, not what it is; its stored record says "trained_on"), so what comes back drops into the run
+# store and the same `recompute` here evaluates it. Runs still training at STOP_AFTER_S are lost: a lease is short.
+# Packages the machine lacks travel as wheels in .whl/ (mace-torch, e3nn 0.4.4, ase, chgnet, pymatgen, ...).
+# Usage there: STUDIES=lodo WORKERS=16 STOP_AFTER_S=540 bash scripts/device_studies.sh
+# Back here: tar xzf <files_at>/store.tgz   (adds data/results/cpu/runs/<study>/*.json; commit them)
+set -u
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+OUT=${OUT:-data/runs/device-out}
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1 MO_TRANSFER_NO_PROGRESS=1 \
+  MO_TRANSFER_TRAIN_DEVICE=cuda PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, mace, chgnet, e3nn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'e3nn', e3nn.__version__)" \
+  || exit 1
+save() { tar czf "$OUT/.store.tgz" data/results/cpu/runs && mv "$OUT/.store.tgz" "$OUT/store.tgz"; }
+( while sleep 30; do save; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >> "$OUT/gpu-use.txt"; done ) &
+saver=$!
+until=$(python3 -c "import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(seconds=${START_FOR_S:-90})).strftime('%Y-%m-%dT%H:%M:%S+00:00'))")
+for study in ${STUDIES:-lodo}; do
+  left=$(( ${STOP_AFTER_S:-540} - ($(date +%s) - t0) ))
+  [ "$left" -gt 30 ] || break
+  echo "[$(date -u +%H:%M:%S)] $study on ${WORKERS:-16} workers, ${left} s left"
+  timeout -k 10 "$left" python3 -m mo_transfer.recompute "$study" --profile cpu --workers "${WORKERS:-16}" \
+    --start-runs-until "$until" 2>&1 | tee -a "$OUT/log.txt"
+done
+kill "$saver" 2>/dev/null
+save
+tar czf "$OUT/run-logs.tgz" $(find data/runs/cpu -name '*.log' -o -name 'record.json' -o -name '*.txt' 2>/dev/null | head -2000) 2>/dev/null
+echo "[$(date -u +%H:%M:%S)] done after $(( $(date +%s) - t0 )) s"; ls -la "$OUT"
