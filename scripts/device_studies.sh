@@ -24,10 +24,11 @@ python3 -c "import torch, mace, chgnet, e3nn; print('torch', torch.__version__, 
 save() { tar czf "$OUT/.store.tgz" data/results/cpu/runs && mv "$OUT/.store.tgz" "$OUT/store.tgz"; }
 ( while sleep 30; do save; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >> "$OUT/gpu-use.txt"; done ) &
 saver=$!
-until=$(python3 -c "import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(seconds=${START_FOR_S:-90})).strftime('%Y-%m-%dT%H:%M:%S+00:00'))")
 for study in ${STUDIES:-lodo}; do
   left=$(( ${STOP_AFTER_S:-540} - ($(date +%s) - t0) ))
   [ "$left" -gt 30 ] || break
+  # each study starts its runs within START_FOR_S of its own start; runs still training at STOP_AFTER_S are lost
+  until=$(python3 -c "import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(seconds=${START_FOR_S:-90})).strftime('%Y-%m-%dT%H:%M:%S+00:00'))")
   echo "[$(date -u +%H:%M:%S)] $study on ${WORKERS:-16} workers, ${left} s left"
   timeout -k 10 "$left" python3 -m mo_transfer.recompute "$study" --profile cpu --workers "${WORKERS:-16}" \
     --start-runs-until "$until" 2>&1 | tee -a "$OUT/log.txt"
