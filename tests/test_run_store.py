@@ -204,3 +204,36 @@ def test_a_drained_batch_stores_what_finished_and_says_how_to_resume(frames, tmp
     monkeypatch.delenv(START_UNTIL_ENV)
     R.run_experiments([exp], tmp_path / "w", store=store)
     assert len(CountingBackend.trained) == 2
+
+
+class FailingFirstBackend(CountingBackend):
+    """Its lr-7 run outlasts the start deadline and then fails: the batch has a failed and a waiting run."""
+
+    def train(self, spec):
+        import time
+
+        if spec.settings.lr == 7.0:
+            time.sleep(1.5)
+            raise RuntimeError("loss diverged")
+        return super().train(spec)
+
+
+def test_a_drained_batch_with_a_failed_run_names_both(frames, tmp_path, monkeypatch):
+    """The defect: a drain's "not started" message hid a run that had failed in the same batch."""
+    import time
+
+    from mo_transfer.jobs import START_UNTIL_ENV
+
+    monkeypatch.setitem(BACKENDS, "failing", f"{__name__}:FailingFirstBackend")
+    CountingBackend.trained = []
+    ids = splits.frame_ids(frames)
+    fold = R.prepare_fold(frames, splits._make("fail", "test", 42, ids, ids[:6], ids[6:8], ids[8:]), tmp_path / "w")
+    rows = tuple(R.Row(f"lr {lr}", "fine-tune", "any", backend="failing", scale="x",
+                       settings=TrainSettings(max_epochs=2, patience=1, batch_size=3, lr=lr)) for lr in (7.0, 2.0))
+    monkeypatch.setenv(START_UNTIL_ENV, repr(time.time() + 1.0))
+    with pytest.raises(RuntimeError) as err:
+        R.run_experiments([R.Experiment("a", "FT-E", (fold,), rows, T.TRAIN_ELEMENTS)], tmp_path / "w",
+                          store=RunStore(tmp_path / "store"))
+    assert "1 training run(s) of a failed" in str(err.value) and "loss diverged" in str(err.value)
+    assert "1 training run(s) of a not started" in str(err.value)
+    assert CountingBackend.trained == []

@@ -134,3 +134,19 @@ def test_prior_rows_and_the_foundation_line_read_the_prior_study():
     assert summary.goh_mini_text(cpu, result).endswith("(gohoms + gohoms2: 495 of our GPAW frames)")
     assert "not pretrained yet" in summary.goh_mini_text(cpu, None)
     assert np.isfinite(float(rows[0]["force MAE (meV/A)"].split()[0]))
+
+
+def test_lodo_folds_text_names_a_subset_of_the_dopants_and_chgnet_folds():
+    """The setup table names the folds only when they are fewer than the paper's dopants, and says which folds
+    CHGNet ran on whether they are the MACE folds (all of them included) or others."""
+    import dataclasses
+
+    from mo_transfer.structures import DOPANTS
+
+    cpu = get_profile("cpu")
+    assert summary.lodo_folds_text(cpu) == "4 elements (Cr, Nb, W, Y) x 2 protocols, at M; CHGNet on the same folds"
+    every = dataclasses.replace(cpu, lodo_elements=tuple(DOPANTS), lodo_chgnet_elements=tuple(DOPANTS))
+    assert summary.lodo_folds_text(every) == f"{len(DOPANTS)} elements x 2 protocols, at M; CHGNet on the same folds"
+    some = dataclasses.replace(every, lodo_chgnet_elements=("Cr", "Y"))
+    assert summary.lodo_folds_text(some).endswith("; CHGNet on Cr, Y")
+    assert "CHGNet" not in summary.lodo_folds_text(dataclasses.replace(cpu, lodo_chgnet_elements=()))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import metrics
 from .profiles import Profile, get_profile
+from .structures import DOPANTS
 
 #: Study name -> (module, notebook that makes it).
 STUDIES: dict[str, tuple[str, str]] = {"iid": ("mo_transfer.iid_study", "03_iid"), "lodo": ("mo_transfer.lodo_study", "04_lodo"),
@@ -134,13 +135,16 @@ def unseen_rows(unseen_results: dict | None) -> list[dict]:
 
 
 def lodo_folds_text(p) -> str:
-    """The profile's LODO folds for the setup table: how many, which when not all 11, and CHGNet's."""
-    n, chg = len(p.lodo_folds), p.lodo_chgnet_folds
-    named = f" ({', '.join(p.lodo_folds)})" if n < 11 else ""
+    """The profile's LODO folds for the setup table: how many, which when not all of the paper's dopants, and
+    CHGNet's."""
+    n, chg = len(p.lodo_folds), tuple(p.lodo_chgnet_folds)
+    named = f" ({', '.join(p.lodo_folds)})" if n < len(DOPANTS) else ""
     text = f"{n} elements{named} x 2 protocols, at {p.lodo_scale[0].upper()}"
-    if 0 < len(chg) < n:
-        return text + f"; CHGNet on {', '.join(chg)}"
-    return text + ("; CHGNet on the same folds" if chg and n < 11 else "")
+    if not chg:
+        return text
+    if set(chg) == set(p.lodo_folds):
+        return text + "; CHGNet on the same folds"
+    return text + f"; CHGNet on {', '.join(chg)}"
 
 
 def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str | None]]) -> list[dict]:

@@ -274,14 +274,16 @@ def train_experiments(exps: Sequence[Experiment], work: str | Path, backend: str
     desc = exps[0].name if len(exps) == 1 else f"{len(exps)} experiments"
     summary = run_jobs(jobs, backend=backend, workers=workers, max_attempts=1, desc=desc, on_record=store_finished)
     waiting = [r for r in summary.records if r.status == "not_started"]
-    if waiting:
-        raise RuntimeError(f"{len(waiting)} training run(s) of {desc} not started: the start deadline "
-                           f"(${START_UNTIL_ENV}) passed; {summary.count('done')} finished and are stored. "
-                           f"The same command resumes the rest.")
-    failed = [r for r in summary.records if r.status not in ("done", "skipped")]
+    failed = [r for r in summary.records if r.status not in ("done", "skipped", "not_started")]
+    problems = []
     if failed:
-        raise RuntimeError(f"{len(failed)} training run(s) of {desc} failed, e.g. {failed[0].name}: "
-                           f"{failed[0].error}")
+        problems.append(f"{len(failed)} training run(s) of {desc} failed, e.g. {failed[0].name}: {failed[0].error}")
+    if waiting:
+        problems.append(f"{len(waiting)} training run(s) of {desc} not started: the start deadline "
+                        f"(${START_UNTIL_ENV}) passed; {summary.count('done')} finished and are stored. "
+                        f"The same command resumes the rest.")
+    if problems:
+        raise RuntimeError(" ".join(problems))
     return plans
 
 
