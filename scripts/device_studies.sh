@@ -4,6 +4,14 @@
 # where it trains, not what it is; its stored record says "trained_on"), so what comes back drops into the run
 # store and the same `recompute` here evaluates it. Runs still training at STOP_AFTER_S are lost: a lease is short.
 # Packages the machine lacks travel as wheels in .whl/ (mace-torch, e3nn 0.4.4, ase, chgnet, pymatgen, ...).
+# Wheels (here, once; cp312 for the machine's Python 3.12; python-hostlist has no wheel: `pip wheel` builds it):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_24_x86_64 -d .whl \
+#     mace-torch==0.3.16 e3nn==0.4.4 ase==3.29.0 torch-ema==0.3 matscipy==1.3.1 prettytable wcwidth configargparse \
+#     lmdb orjson GitPython gitdb smmap chgnet==0.4.2 pymatgen==2026.10.24 pymatgen-core==2026.10.16 monty spglib \
+#     ruamel.yaml uncertainties palettable && pip wheel --no-deps -w .whl python-hostlist     (about 27 MB)
+# The tree that travels must stay under 64 MiB with them: the L models (data/models/*-L.model, 39 MB, used by no
+# cpu-profile study) are moved out of the checkout for the call and back after it.
 # Usage there: STUDIES=lodo WORKERS=16 STOP_AFTER_S=540 bash scripts/device_studies.sh
 # Back here: tar xzf <files_at>/store.tgz   (adds data/results/cpu/runs/<study>/*.json; commit them)
 set -u

@@ -184,18 +184,23 @@ def test_several_experiments_train_as_one_batch_and_store_each_run_once(frames, 
         R.run_experiments([a, a], tmp_path / "w", store=store)
 
 
+def _one_fold_experiment(frames, tmp_path, monkeypatch, backend: str, lrs) -> R.Experiment:
+    """One fold and one fine-tune row per lr on a test backend of this module (its trained list emptied)."""
+    monkeypatch.setitem(BACKENDS, backend, f"{__name__}:{backend}")
+    CountingBackend.trained = []
+    ids = splits.frame_ids(frames)
+    fold = R.prepare_fold(frames, splits._make("drain", "test", 42, ids, ids[:6], ids[6:8], ids[8:]), tmp_path / "w")
+    rows = tuple(R.Row(f"lr {lr}", "fine-tune", "any", backend=backend, scale="x",
+                       settings=TrainSettings(max_epochs=2, patience=1, batch_size=3, lr=lr)) for lr in lrs)
+    return R.Experiment("a", "FT-E", (fold,), rows, T.TRAIN_ELEMENTS)
+
+
 def test_a_drained_batch_stores_what_finished_and_says_how_to_resume(frames, tmp_path, monkeypatch):
     import time
 
     from mo_transfer.jobs import START_UNTIL_ENV
 
-    monkeypatch.setitem(BACKENDS, "counting", f"{__name__}:CountingBackend")
-    CountingBackend.trained = []
-    ids = splits.frame_ids(frames)
-    fold = R.prepare_fold(frames, splits._make("drain", "test", 42, ids, ids[:6], ids[6:8], ids[8:]), tmp_path / "w")
-    rows = tuple(R.Row(f"lr {lr}", "fine-tune", "any", backend="counting", scale="x",
-                       settings=TrainSettings(max_epochs=2, patience=1, batch_size=3, lr=lr)) for lr in (1.0, 2.0))
-    exp = R.Experiment("a", "FT-E", (fold,), rows, T.TRAIN_ELEMENTS)
+    exp = _one_fold_experiment(frames, tmp_path, monkeypatch, "CountingBackend", (1.0, 2.0))
     store = RunStore(tmp_path / "store")
     monkeypatch.setenv(START_UNTIL_ENV, repr(time.time() - 1))
     with pytest.raises(RuntimeError, match="2 training run.*not started.*same command resumes"):
@@ -224,16 +229,10 @@ def test_a_drained_batch_with_a_failed_run_names_both(frames, tmp_path, monkeypa
 
     from mo_transfer.jobs import START_UNTIL_ENV
 
-    monkeypatch.setitem(BACKENDS, "failing", f"{__name__}:FailingFirstBackend")
-    CountingBackend.trained = []
-    ids = splits.frame_ids(frames)
-    fold = R.prepare_fold(frames, splits._make("fail", "test", 42, ids, ids[:6], ids[6:8], ids[8:]), tmp_path / "w")
-    rows = tuple(R.Row(f"lr {lr}", "fine-tune", "any", backend="failing", scale="x",
-                       settings=TrainSettings(max_epochs=2, patience=1, batch_size=3, lr=lr)) for lr in (7.0, 2.0))
+    exp = _one_fold_experiment(frames, tmp_path, monkeypatch, "FailingFirstBackend", (7.0, 2.0))
     monkeypatch.setenv(START_UNTIL_ENV, repr(time.time() + 1.0))
     with pytest.raises(RuntimeError) as err:
-        R.run_experiments([R.Experiment("a", "FT-E", (fold,), rows, T.TRAIN_ELEMENTS)], tmp_path / "w",
-                          store=RunStore(tmp_path / "store"))
+        R.run_experiments([exp], tmp_path / "w", store=RunStore(tmp_path / "store"))
     assert "1 training run(s) of a failed" in str(err.value) and "loss diverged" in str(err.value)
     assert "1 training run(s) of a not started" in str(err.value)
     assert CountingBackend.trained == []

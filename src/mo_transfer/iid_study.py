@@ -119,15 +119,16 @@ CHGNET_DEFAULT_LR = "chgnet default lr"
 
 def chgnet_rows(p: Profile) -> list[Row]:
     """The paradigms on CHGNet 0.3.0 (no EMA): the offline real-foundation comparison. The paper protocol (lr 3e-4
-    for both), and scratch once more at chgnet's own default rate, so that a trained scratch model exists."""
+    for both), and, where the profile asks for it, scratch once more at chgnet's own default rate."""
     f, s = CHGNET_FOUNDATION, "chgnet"
-    return [Row(label("Zero-shot-E", s), "zero-shot", f, backend="chgnet", scale=s),
+    rows = [Row(label("Zero-shot-E", s), "zero-shot", f, backend="chgnet", scale=s),
             Row(label("Zero-shot-E", s, extra="refit"), "zero-shot", f, backend="chgnet", scale=s,
                 refit_references=True),
-            Row(label("Scratch-E", s), "scratch", f, backend="chgnet", scale=s, settings=settings(p, ema=False)),
-            Row(label("Scratch-E", s, extra=CHGNET_DEFAULT_LR), "scratch", f, backend="chgnet", scale=s,
-                protocol="chgnet-default", settings=settings(p, CHGNET_SCRATCH_LR, ema=False)),
-            Row(label("FT-E", s), "fine-tune", f, backend="chgnet", scale=s, settings=settings(p, ema=False))]
+            Row(label("Scratch-E", s), "scratch", f, backend="chgnet", scale=s, settings=settings(p, ema=False))]
+    if p.chgnet_default_lr_scratch:
+        rows.append(Row(label("Scratch-E", s, extra=CHGNET_DEFAULT_LR), "scratch", f, backend="chgnet", scale=s,
+                        protocol="chgnet-default", settings=settings(p, CHGNET_SCRATCH_LR, ema=False)))
+    return rows + [Row(label("FT-E", s), "fine-tune", f, backend="chgnet", scale=s, settings=settings(p, ema=False))]
 
 
 def ene_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str, float]], extra: str = ""
@@ -288,6 +289,7 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
             add("FT-E_NE random split", s, 1, n_ne_frames * 0.81, ene_epochs(n_ne_frames * 0.81, fine))
     if p.chgnet_rows:
         add("FT-E, CHGNet", "chgnet", k, n_e_train, epochs_to_stop("chgnet", p))  # fine-tune
-        add("FT-E, CHGNet", "chgnet", 2 * k, n_e_train, epochs_to_stop("chgnet-scratch", p))  # scratch, two rates
+        scratch_rates = 2 if p.chgnet_default_lr_scratch else 1
+        add("FT-E, CHGNet", "chgnet", scratch_rates * k, n_e_train, epochs_to_stop("chgnet-scratch", p))
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}
