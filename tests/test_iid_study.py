@@ -94,6 +94,26 @@ def test_paper_protocol_runs_on_its_folds_and_ft_e_ne_at_the_tuned_rate(ne_frame
         dataclasses.replace(p, paper_protocol_folds=p.iid_folds + 1)
 
 
+def test_chgnet_fine_tunes_on_ft_e_ne_where_the_profile_affords_it(ne_frames, tmp_path):
+    """Issue #23: CHGNet on FT-E_NE (trajectory folds) beside its FT-E row, with the paper's protocol, meeting it on
+    the same relaxed test structures; the cpu profile leaves it out and its estimate says what it would cost."""
+    cpu = get_profile("cpu")
+    names = {e.name: [r.label for r in e.rows]
+             for e in iid_study.experiments(cpu, ne_frames, {"small": "S", "medium": "M"}, tmp_path, TUNED)}
+    assert not any("CHGNet" in lab for lab in names["FT-E_NE"])
+    on = dataclasses.replace(cpu, chgnet_ene_rows=True)
+    exps = {e.name: e for e in iid_study.experiments(on, ne_frames, {"small": "S", "medium": "M"}, tmp_path, TUNED)}
+    rows = {r.label: r for r in exps["FT-E_NE"].rows}
+    chg = rows["FT-E_NE(CHGNet)"]
+    ft = next(r for r in exps["FT-E"].rows if r.label == "FT-E(CHGNet)")
+    assert chg.backend == "chgnet" and chg.paradigm == "fine-tune" and chg.settings == ft.settings
+    assert [r.label for r in exps["FT-E_NE size-matched"].rows] == names["FT-E_NE size-matched"]  # only FT-E_NE
+    assert not iid_study.chgnet_ene_rows(dataclasses.replace(on, chgnet_rows=False))
+    extra = iid_study.estimate_core_hours(on, 57, 300)["FT-E_NE, CHGNet"]
+    assert "FT-E_NE, CHGNet" not in iid_study.estimate_core_hours(cpu, 57, 300)
+    assert 1.5 < extra < 3.0  # two folds of about 240 frames at about 70 epochs, 10 s per 42 frames
+
+
 def test_tuned_lr_is_the_lowest_validation_loss_a_stopped_run_winning_ties():
     def cell(label, losses):
         return {"row": label, "training": {"curve": [{"loss": v} for v in losses]}}

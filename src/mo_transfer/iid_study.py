@@ -139,6 +139,15 @@ def ene_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str,
                      settings=settings(p, tuned[s]["fine-tune"])) for s in p.iid_ene_scales or p.model_scales)
 
 
+def chgnet_ene_rows(p: Profile) -> tuple[Row, ...]:
+    """CHGNet 0.3.0 fine-tuned on FT-E_NE at the paper's protocol, as its FT-E row: met on the same relaxed test
+    structures, the two differ only in their training frames."""
+    if not (p.chgnet_rows and p.chgnet_ene_rows):
+        return ()
+    return (Row(label("FT-E_NE", "chgnet"), "fine-tune", CHGNET_FOUNDATION, backend="chgnet", scale="chgnet",
+                settings=settings(p, ema=False)),)
+
+
 def lr_grid_rows(p: Profile, foundations: dict[str, str]) -> tuple[Row, ...]:
     """One row per (scale, paradigm, grid lr), trained on fold 0 only, for the tuned protocol's choice."""
     return tuple(Row(f"{para}({SCALE_LETTER[s]}) lr {lr:g}", para, foundations[s], scale=s, protocol="lr-grid",
@@ -180,7 +189,8 @@ def experiments(p: Profile, ne_frames: Sequence[Atoms], foundations: dict[str, s
     n_paper = p.paper_protocol_folds or len(e_folds)
     exps = [Experiment("FT-E", "FT-E", e_folds, e_rows(p, foundations, tuned), TRAIN_ELEMENTS),
             Experiment(PAPER_PROTOCOL, "FT-E", e_folds[:n_paper], paper_rows(p, foundations), TRAIN_ELEMENTS),
-            Experiment("FT-E_NE", "FT-E_NE", ne_folds, ene_rows(p, foundations, tuned), TRAIN_ELEMENTS),
+            Experiment("FT-E_NE", "FT-E_NE", ne_folds, ene_rows(p, foundations, tuned) + chgnet_ene_rows(p),
+                       TRAIN_ELEMENTS),
             Experiment("FT-E_NE size-matched", "FT-E_NE", matched,
                        ene_rows(p, foundations, tuned, extra="size-matched"), TRAIN_ELEMENTS),
             Experiment("FT-E_NE random split", "FT-E_NE", (prepare_fold(ne_frames, random, work),),
@@ -291,5 +301,9 @@ def estimate_core_hours(profile: str | Profile, n_e_frames: int, n_ne_frames: in
         add("FT-E, CHGNet", "chgnet", k, n_e_train, epochs_to_stop("chgnet", p))  # fine-tune
         scratch_rates = 2 if p.chgnet_default_lr_scratch else 1
         add("FT-E, CHGNet", "chgnet", scratch_rates * k, n_e_train, epochs_to_stop("chgnet-scratch", p))
+        if p.chgnet_ene_rows:
+            n_ne_train = n_ne_frames * train_share
+            add("FT-E_NE, CHGNet", "chgnet", n_ene, n_ne_train,
+                step_matched_epochs(epochs_to_stop("chgnet", p), n_e_train, n_ne_train, p))
     hours["total"] = sum(hours.values())
     return {k: round(v, 2) for k, v in hours.items()}
