@@ -297,19 +297,19 @@ def test_a_cache_of_the_old_layout_is_refused_with_the_recompute_command(tmp_pat
 def test_the_cpu_profile_fits_its_core_hour_budget():
     """Issue #26 item 7 asks about 8 core-hours on our pools (57 / 300 frames). Measured at patience 50 (which keeps
     scratch from stopping on a plateau, profiles.Profile.engine_patience), MACE runs take a median 321 (scratch S),
-    347 (fine-tune S), 294 (scratch M) and 265 (fine-tune M) epochs and a random CHGNet at 3e-4 159, so the estimate
-    is about 12.5 (study_common.EPOCHS_TO_STOP), 4.3 of it CHGNet's (without its rescue row at 1e-3: about 2.2
-    more); running the paper protocol on every fold would cost half as much again. The bound pins the sizing the
+    347 (fine-tune S), 294 (scratch M) and 265 (fine-tune M) epochs and a random CHGNet at 3e-4 170, so the estimate
+    is about 12.6 (study_common.EPOCHS_TO_STOP), 4.5 of it CHGNet's (without its rescue row at 1e-3: about 2.4
+    more); running the paper protocol on every fold would cost about 5 more. The bound pins the sizing the
     book states, so a change of it is a decision, not a drift."""
     est = iid_study.estimate_core_hours("cpu", 57, 300)
     assert 11.5 < est["total"] <= 13.5 and 4.0 < est["FT-E, CHGNet"] < 4.7
     rescue = iid_study.estimate_core_hours(dataclasses.replace(get_profile("cpu"), chgnet_default_lr_scratch=True),
                                            57, 300)
-    assert rescue["FT-E, CHGNet"] == pytest.approx(est["FT-E, CHGNet"] + 2.2, abs=0.3)
+    assert rescue["FT-E, CHGNet"] == pytest.approx(est["FT-E, CHGNet"] + 2.4, abs=0.3)
     at_20 = iid_study.estimate_core_hours(dataclasses.replace(get_profile("cpu"), engine_patience=20), 57, 300)
     assert at_20["total"] < est["total"] - 1.5
     everywhere = dataclasses.replace(get_profile("cpu"), paper_protocol_folds=None)
-    assert iid_study.estimate_core_hours(everywhere, 57, 300)["total"] > 1.4 * est["total"]
+    assert iid_study.estimate_core_hours(everywhere, 57, 300)["total"] > est["total"] + 4.5
     assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"), abs=0.05)
     # the estimate grows with the folds it must train
     assert iid_study.estimate_core_hours("gpu", 57, 300)["total"] > est["total"]

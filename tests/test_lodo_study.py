@@ -71,7 +71,7 @@ def test_the_cpu_profile_runs_all_folds_within_about_its_budget():
     """Issue #21: all 11 folds in the cpu profile if about 6 core-hours allow it, else say which. MACE at the
     paper's M and the transfer lr (where M's fine-tunes stopped early) takes a median 265 epochs at patience 50, so
     all 11 folds would cost about 10 core-hours: four run (Cr and Y, the paper's exceptions, and Nb, W). CHGNet
-    (issue #23: about 5 core-hours for all its runs, 4.3 of them in the IID rows) runs on two of them, W and Y."""
+    (issue #23: about 5 core-hours for all its runs, 4.5 of them in the IID rows) runs on two of them, W and Y."""
     import dataclasses
 
     p = get_profile("cpu")

@@ -235,12 +235,12 @@ PROFILES: dict[str, Profile] = {
         # took a median 265 epochs on the IID folds, so lodo_study.estimate_core_hours puts them at about 2.7
         # core-hours on our 57 FT-E frames; all 11 MACE folds would take about 7.5 more. CHGNet on two of them, one
         # exception (Y) and one regular element (W): at the measured 10 s per epoch its four folds would cost 3.9
-        # core-hours, on top of the 4.3 of its IID rows, against the "about 5" its issue allows for all CHGNet runs
+        # core-hours, on top of the 4.5 of its IID rows, against the "about 5" its issue allows for all CHGNet runs
         lodo_elements=("Cr", "Nb", "W", "Y"),
         lodo_chgnet_elements=("W", "Y"),
         # at patience 50 a random CHGNet trains at 3e-4: on IID fold 0, where at patience 20 its best model was
         # epoch 0's, the best epoch was past 100 (valid energy MAE 11 meV/atom). The rescue row at 1e-3 would cost
-        # about 3 core-hours of a CHGNet budget of about 5 (measured 10-13 s per epoch on 46 frames, 2 runs on
+        # about 2.4 core-hours of a CHGNet budget of about 5 (measured 10-13 s per epoch on 42 frames, 2 runs on
         # 2 cores), so this profile leaves it out; gpu and paper keep it
         chgnet_default_lr_scratch=False,
         # and no CHGNet FT-E_NE fine-tune: at as many optimizer steps as its FT-E fine-tunes it would train about 70
@@ -257,9 +257,9 @@ PROFILES: dict[str, Profile] = {
         default_dtype="float32",
         # 5 folds of trajectories ((72:8):20 inside each); FT-E_NE rows at S only, on 2 of them. The IID study's
         # estimate (iid_study.estimate_core_hours, from the per-frame epoch costs and epochs to early stopping
-        # measured on these folds at patience 50) is about 12.5 core-hours on our 57 / 300 frames, above the
+        # measured on these folds at patience 50) is about 12.6 core-hours on our 57 / 300 frames, above the
         # "about 8" of its issue: patience 50 stops no run on a plateau, and at it MACE runs take 250-400 epochs and
-        # a random CHGNet at 3e-4 130-270 (4.3 core-hours of CHGNet rows).
+        # a random CHGNet at 3e-4 130-400 (4.5 core-hours of CHGNet rows).
         iid_folds=5,
         iid_folds_ene=2,
         iid_ene_scales=("small",),
