@@ -38,10 +38,11 @@ def seconds_per_frame_epoch(scale: str, default_dtype: str = "float64") -> float
     return SECONDS_PER_FRAME_EPOCH[scale] * DTYPE_COST[default_dtype]
 #: Epochs a MACE run takes to early stopping at patience 50 (measured on the IID folds of the cpu profile,
 #: GOHomS-mini v2, float32, lr 5e-3; medians over folds, a capped run counted at the 400-epoch cap): scratch S 382,
-#: 246, 348, 217, 321 on folds 0-4; fine-tune S 347, 400 (cap), 145, 400 (cap), 289; fine-tune M 265, 299, 144, 400 (cap),
-#: 228; scratch M 400 (cap), 286, 400 (cap), 294, 111. CHGNet at patience 20: fine-tune at the paper's 3e-4 70, 356,
-#: 128, 203, 27 on the cpu IID folds 0-4 (median 128); scratch at 3e-4 at patience 50 (at patience 20 it mostly never
-#: improved, see iid_study.CHGNET_SCRATCH_LR) 400 (cap), 159, 130, 170, 275 on folds 0-4 (median 170). Re-derive them with benchmarks/run_costs.py.
+#: 246, 348, 217, 321 on folds 0-4; fine-tune S 347, 400 (cap), 145, 400 (cap), 289; fine-tune M 265, 299, 144,
+#: 400 (cap), 228; scratch M 400 (cap), 286, 400 (cap), 294, 111. CHGNet at patience 20: fine-tune at the paper's
+#: 3e-4 70, 356, 128, 203, 27 on the cpu IID folds 0-4 (median 128); scratch at 3e-4 at patience 50 (at patience 20
+#: it mostly never improved, see iid_study.CHGNET_SCRATCH_LR) 400 (cap), 159, 130, 170, 275 on folds 0-4 (median
+#: 170). Re-derive them with benchmarks/run_costs.py.
 EPOCHS_TO_STOP: dict[str, int] = {"scratch": 321, "fine-tune": 347, "chgnet": 128, "chgnet-scratch": 170}
 #: Where a scale measured differently from the kind's count above.
 EPOCHS_TO_STOP_BY_SCALE: dict[tuple[str, str], int] = {("fine-tune", "medium"): 265, ("scratch", "medium"): 294}

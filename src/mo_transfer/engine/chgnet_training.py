@@ -78,7 +78,8 @@ def initial_model(spec: TrainSpec) -> tuple["CHGNet", list[Atoms], list[Atoms], 
     check_elements(train_frames, spec.train_file)
     check_elements(valid_frames, spec.valid_file)
     check_elements([Atoms(list(spec.elements))], "spec.elements")
-    base = load_model(spec.foundation, execution_device(spec.settings.device))
+    device = execution_device(spec.settings.device)
+    base = load_model(spec.foundation, device)
     if spec.paradigm == "fine-tune":
         net = base
     else:
@@ -89,7 +90,7 @@ def initial_model(spec: TrainSpec) -> tuple["CHGNet", list[Atoms], list[Atoms], 
         with contextlib.redirect_stdout(io_sink()):
             net = CHGNet(**args)
         net.composition_model.load_state_dict(base.composition_model.state_dict())
-        net = net.to(execution_device(spec.settings.device))
+        net = net.to(device)
     refit = apply_reference_rule(net, train_frames, spec.settings.e0_rule, spec.paradigm)
     return net, train_frames, valid_frames, refit
 
