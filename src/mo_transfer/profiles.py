@@ -240,8 +240,8 @@ PROFILES: dict[str, Profile] = {
         lodo_chgnet_elements=("W", "Y"),
         # at patience 50 a random CHGNet trains at 3e-4: on IID fold 3, where at patience 20 its best model was
         # epoch 0's, early stopping ended it at epoch 170, best at 120 (valid energy MAE 5.5 meV/atom). The rescue
-        # row at 1e-3 would cost about 2.4 core-hours of a CHGNet budget of about 5 (measured 10-13 s per epoch on 42 frames, 2 runs on
-        # 2 cores), so this profile leaves it out; gpu and paper keep it
+        # row at 1e-3 would cost about 2.4 core-hours of a CHGNet budget of about 5 (measured 10-13 s per epoch on
+        # 42 frames, 2 runs on 2 cores), so this profile leaves it out; gpu and paper keep it
         chgnet_default_lr_scratch=False,
         # and no CHGNet FT-E_NE fine-tune: at as many optimizer steps as its FT-E fine-tunes it would train about 70
         # epochs of 240 frames, about 1 core-hour per fold, beyond that budget; the gpu and paper profiles run it
