@@ -12,7 +12,8 @@ Measured 2026-12-06 (commit after 20dfdf9, one thread, beside two one-core CHGNe
 per Adam step on a batch of 5 bcc16 frames: fine-tune from 0.3.0 1.86-2.29 without, 1.09-1.16 with; scratch
 (seeded random init) 1.08-1.20 without, 1.07-1.18 with. In the sweep, fine-tune epochs went from 15-19 s to 9-11 s.
 The script itself, the same day (the first 5 FT-E frames of the study): fine-tune 1.21-1.34 s without, 0.72-0.73
-with; scratch 0.63-0.64 without, 0.65-0.66 with. MACE (GOHomS-mini v2 S, float32) showed no such effect (0.39-0.62 s against 0.32-0.39 s per step, within noise).
+with; scratch 0.63-0.64 without, 0.65-0.66 with. MACE (GOHomS-mini v2 S, float32) showed no such effect
+(0.39-0.62 s against 0.32-0.39 s per step, within noise).
 """
 
 from __future__ import annotations
