@@ -122,10 +122,10 @@ book: venv
 
 # --- tests --------------------------------------------------------------------------------------------------------
 # Two pytest workers (pytest-xdist), one test file each at a time, so a file's module fixtures are built once: on 2
-# quiet cores 169 s instead of 284 s. PYTEST_WORKERS=0 runs in one process.
+# quiet cores 169 s instead of 284 s. PYTEST_WORKERS=0 runs in one process. The 15 slowest tests are listed, for CI trims.
 PYTEST_WORKERS ?= 2
 unit:
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/test_site.py
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 --ignore=tests/test_site.py
 
 # Static checks of the built HTML, then every page opened in headless Chromium (JavaScript errors, figures and
 # widgets that did not render); screenshots land in _build/screenshots/.
