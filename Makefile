@@ -122,7 +122,8 @@ book: venv
 
 # --- tests --------------------------------------------------------------------------------------------------------
 # Two pytest workers (pytest-xdist), one test file each at a time, so a file's module fixtures are built once: on 2
-# quiet cores 169 s instead of 284 s. PYTEST_WORKERS=0 runs in one process. The 15 slowest tests are listed, for CI trims.
+# quiet cores 169 s instead of 284 s. PYTEST_WORKERS=0 runs in one process. The log lists the 15 slowest tests,
+# for trimming CI toward its 15-minute target.
 PYTEST_WORKERS ?= 2
 unit:
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 --ignore=tests/test_site.py
