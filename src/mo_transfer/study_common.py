@@ -23,7 +23,9 @@ CHGNET_FOUNDATION = "chgnet-0.3.0"
 #: validation included), two runs on two cores: MACE GOHomS-mini v2 S 0.037 and M 0.100 s in float32 (medians over
 #: the patience-50 IID runs at lr 5e-3, benchmarks/run_costs.py; / 0.58 for float64), L about 2.5x M (an earlier
 #: measurement), CHGNet 0.3.0 10.1 s/epoch on the 42 training frames of IID fold 2 with two CHGNet runs on the two
-#: cores (the patience-20 sweep, where CHGNet shared the cores with MACE runs, gave 7.3 s on 41 frames).
+#: cores (the patience-20 sweep, where CHGNet shared the cores with MACE runs, gave 7.3 s on 41 frames); its
+#: fine-tunes cost the same since chgnet_training flushes float32 denormals (15-19 s per epoch before, see
+#: benchmarks/chgnet_denormals.py).
 SECONDS_PER_FRAME_EPOCH: dict[str, float] = {"small": 0.064, "medium": 0.172, "large": 0.43, "chgnet": 0.24}
 #: MACE epoch cost relative to float64 (benchmarks/engine_speed.py, FT-E fold 0, GOHomS-mini S fine-tune, one core:
 #: 3.90 s/epoch in float64, 2.26 in float32, the same 133 epochs to early stopping and the same test errors to
