@@ -153,7 +153,8 @@ def foundations_of(profile: str | Profile, work: Path, root: str | Path | None =
     if p.name == "smoke":
         return {s: str(foundation.smoke_foundation(Path(work) / "foundation", foundation.SCALE_TO_GOH_MINI[s]))
                 for s in scales}
-    return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s, p.goh_mini_generation), allow_download)) for s in scales}
+    return {s: str(foundation.resolve_foundation(foundation_name(p.foundation, s, p.goh_mini_generation),
+                                                  allow_download)) for s in scales}
 
 
 class OldCacheLayout(ValueError):
