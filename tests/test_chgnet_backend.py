@@ -145,6 +145,8 @@ def test_one_epoch_finetune_then_resume_and_reuse(data_files, tmp_path, monkeypa
     assert full.converged == (full.extra["stopped_by"] == "patience")
     assert full.e0s_ev == part.e0s_ev  # AtomRef frozen in training
     assert json.loads((tmp_path / "run" / ct.RECORD_FILE).read_text())["epochs_run"] == 2
+    assert full.extra["stopped_by"] == "max_epochs"
+    assert (tmp_path / "run" / ct.CHECKPOINT_FILE).is_file()  # kept at the cap, for a continuation
     pred = backend.predict(full.model_path, [Atoms("Mo2", cell=np.eye(3) * 3.16, scaled_positions=[[0] * 3,
                                                                                                    [0.5] * 3])])
     assert np.isfinite(pred.energies_ev).all()
@@ -160,6 +162,7 @@ def test_early_stopping_fires_and_keeps_best_weights(data_files, tmp_path):
     rec = get_backend("chgnet").train(spec)
     assert rec.converged and rec.extra["stopped_by"] == "patience"
     assert (rec.epochs_run, rec.best_epoch) == (2, 0)  # lr 0: the loss cannot improve
+    assert not (tmp_path / "run" / ct.CHECKPOINT_FILE).exists()  # early stopping ended it: nothing to continue
     losses = [r["loss"] for r in rec.curve]
     assert max(losses) - min(losses) < 1e-9
 

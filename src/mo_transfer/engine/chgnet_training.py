@@ -297,7 +297,8 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
                "flush_denormal": bool(flushed)})
     if finished:
         atomic_write_text(record_file, json.dumps(record.to_dict(), indent=1))
-        ckpt_file.unlink(missing_ok=True)
+        if state["stopped"] != "max_epochs":  # a capped run keeps its last state: a higher cap can continue it
+            ckpt_file.unlink(missing_ok=True)
     return record
 
 
