@@ -32,7 +32,8 @@ def _row(study: str, run_name: str, spec: dict, record: dict, n_train: float) ->
     return {"study": study, "backend": spec["backend"], "paradigm": spec["paradigm"],
             "scale": run_name[len(prefix):].split("-")[0], "lr": spec["settings"]["lr"], "train frames": n_train,
             "epochs": record["epochs_run"], "stopped early": record["converged"],
-            "s/epoch": record["seconds_per_epoch"], "cost_s": run_cost_s(record)}
+            "s/epoch": record["seconds_per_epoch"], "cost_s": run_cost_s(record),
+            "continued_from": (record.get("extra") or {}).get("continued_from")}
 
 
 def stored_rows(root: Path, profile: str) -> dict[str, dict]:
@@ -68,8 +69,11 @@ def folder_rows(root: Path, profile: str) -> dict[str, dict]:
 
 
 def run_rows(root: Path, profile: str) -> list[dict]:
-    """Every finished run: those in the run store, and finished run folders not (yet) stored."""
-    return list({**folder_rows(root, profile), **stored_rows(root, profile)}.values())
+    """Every finished run: those in the run store, and finished run folders not (yet) stored; a capped run that a
+    run under a higher cap went on from is left out, its epochs and wall time being part of the continuation's."""
+    rows = {**folder_rows(root, profile), **stored_rows(root, profile)}
+    continued = {r["continued_from"] for r in rows.values() if r["continued_from"]}
+    return [r for name, r in rows.items() if name not in continued]
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:

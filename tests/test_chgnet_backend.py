@@ -182,3 +182,21 @@ def test_scratch_is_seeded_random_init_of_the_foundation_architecture(data_files
 def test_ema_is_refused_not_ignored(data_files, tmp_path):
     with pytest.raises(ValueError, match="no EMA"):
         get_backend("chgnet").train(_spec(data_files, tmp_path / "run", ema_decay=0.99))
+
+
+def test_a_higher_cap_goes_on_from_the_capped_run(data_files, tmp_path):
+    """A run under a higher cap starts from the last checkpoint of the same run stopped by a lower cap, and ends
+    where one straight run under the higher cap ends; a run of other settings never starts from it."""
+    backend = get_backend("chgnet")
+    runs = tmp_path / "runs"
+    capped = backend.train(_spec(data_files, runs / "chgnet-fine-tune-x-f0-aaaa", max_epochs=4, patience=3))
+    assert capped.extra["stopped_by"] == "max_epochs" and capped.extra["continued_from"] is None
+    more = backend.train(_spec(data_files, runs / "chgnet-fine-tune-x-f0-bbbb", max_epochs=6, patience=3))
+    assert more.extra["continued_from"] == "chgnet-fine-tune-x-f0-aaaa"
+    assert more.curve[:5] == capped.curve and more.epochs_run > capped.epochs_run
+    straight = backend.train(_spec(data_files, tmp_path / "alone" / "chgnet-fine-tune-x-f0-cccc", max_epochs=6,
+                                   patience=3))
+    assert straight.extra["continued_from"] is None and straight.epochs_run == more.epochs_run
+    assert [r["loss"] for r in more.curve] == pytest.approx([r["loss"] for r in straight.curve], rel=1e-6)
+    other = _spec(data_files, runs / "chgnet-fine-tune-x-f0-dddd", max_epochs=5, patience=3, lr=1e-3)
+    assert backend.train(other).extra["continued_from"] is None  # another lr: another run

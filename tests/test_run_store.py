@@ -236,3 +236,41 @@ def test_a_drained_batch_with_a_failed_run_names_both(frames, tmp_path, monkeypa
     assert "1 training run(s) of a failed" in str(err.value) and "loss diverged" in str(err.value)
     assert "1 training run(s) of a not started" in str(err.value)
     assert CountingBackend.trained == []
+
+
+class CappedBackend(CountingBackend):
+    """Early stopping ends its runs at epoch 5: under a cap below 5 a run stops at the cap, unconverged."""
+
+    def train(self, spec):
+        from mo_transfer.engine.records import TrainRecord
+
+        rec = super().train(spec)
+        cap = spec.settings.max_epochs
+        return TrainRecord(rec.model_path, min(5, cap), min(3, cap), cap, spec.settings.patience, cap > 5, 0.1, 0.5)
+
+
+def test_a_higher_cap_reuses_runs_that_stopped_early_and_trains_capped_ones(frames, tmp_path, monkeypatch):
+    """Raising the epoch cap: a stored run that early stopping ended stands for the new spec (not trained again,
+    its record and errors as stored); a run that stopped at its old cap is trained under the new one."""
+    store = RunStore(tmp_path / "store")
+
+    def exp_with_cap(cap: int, lr: float = 1.0) -> R.Experiment:
+        exp = _one_fold_experiment(frames, tmp_path, monkeypatch, "CappedBackend", (lr,))
+        row = exp.rows[0]
+        return R.Experiment(exp.name, exp.pool, exp.folds,
+                            (R.Row(row.label, row.paradigm, row.foundation, backend=row.backend, scale=row.scale,
+                                   settings=TrainSettings(max_epochs=cap, patience=1, batch_size=3, lr=lr)),),
+                            exp.elements)
+
+    low = R.run_experiments([exp_with_cap(4)], tmp_path / "w", store=store)["a"]
+    assert low["cells"][0]["training"]["converged"] is False and len(CappedBackend.trained) == 1
+    high = R.run_experiments([exp_with_cap(8)], tmp_path / "w", store=store)["a"]
+    assert len(CappedBackend.trained) == 1 and high["cells"][0]["run"] != low["cells"][0]["run"]  # trained anew
+    assert high["cells"][0]["training"]["converged"] is True
+    for cap in (12, 6):  # a cap above the stop (epoch 5) is the same run: reused, whichever cap it stopped under
+        again = R.run_experiments([exp_with_cap(cap)], tmp_path / "w", store=store)["a"]
+        assert CappedBackend.trained == [] and again["cells"][0]["run"] == high["cells"][0]["run"]
+        assert again["errors"] == high["errors"] and again["cells"][0]["training"]["max_epochs"] == 8
+    other = R.run_experiments([exp_with_cap(12, lr=2.0)], tmp_path / "w", store=store)["a"]
+    assert len(CappedBackend.trained) == 1 and other["cells"][0]["run"] != high["cells"][0]["run"]  # other lr
+    assert len(list((tmp_path / "store").glob("*.json"))) == 3

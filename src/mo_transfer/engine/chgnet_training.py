@@ -4,7 +4,8 @@ stopping (patience on the validation loss) fires, the best-validation weights ar
 Why epoch by epoch: ``chgnet.trainer.Trainer.train`` (0.4.2) always runs all its epochs, keeps the best model by
 validation ENERGY MAE only, and writes checkpoints into a dated folder of the working directory. Here each epoch
 calls the trainer's own ``_train`` / ``_validate`` (chgnet's loss, optimiser and scheduler unchanged) and this
-module does the stopping, the checkpointing and the record.
+module does the stopping, the checkpointing and the record. A run stopped by its epoch cap keeps its last
+checkpoint, and the same run under a higher cap goes on from it (:mod:`mo_transfer.engine.continuation`).
 
 Reference energies (CHGNet's ``AtomRef`` "composition model", per element, eV/atom of that element): refit on the
 TRAINING file only (``e0_rule="estimated"``: one least-squares offset per element present in it; ``"average"``:
@@ -19,6 +20,7 @@ import copy
 import hashlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +32,7 @@ from ase.data import chemical_symbols
 from ..jobs import atomic_write_text
 from .chgnet_backend import COMPUTE_DTYPE, check_dtype, check_elements, load_model, require_chgnet, save_model
 from .chgnet_data import GraphSet, apply_reference_rule, atomref_ev, io_sink, read_labelled
+from .continuation import checkpoint_predecessor
 from .execution import device_description, execution_device
 from .records import TrainRecord, TrainSettings, TrainSpec
 
@@ -211,6 +214,14 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
         p.requires_grad = False
 
     ckpt_file = run_dir / CHECKPOINT_FILE
+    continued_from = None
+    if not ckpt_file.is_file():  # the same run under a lower cap may have left its last state
+        seed_dir = checkpoint_predecessor(spec, SPEC_FILE, CHECKPOINT_FILE)
+        if seed_dir is not None:
+            tmp = ckpt_file.with_name(f".{ckpt_file.name}.tmp")
+            shutil.copyfile(seed_dir / CHECKPOINT_FILE, tmp)
+            tmp.replace(ckpt_file)
+            continued_from = seed_dir.name
     log = open(run_dir / LOG_FILE, "a")
     try:
         with contextlib.redirect_stdout(log):
@@ -221,7 +232,11 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
                 trainer.scheduler.load_state_dict(ck["scheduler"])
                 generator.set_state(ck["generator"])
                 curve, best_state, state = ck["curve"], ck["best_state"], ck["state"]
-                print(f"# resumed after epoch {state['epoch']}")
+                if state["stopped"] == "max_epochs" and state["epoch"] < s.max_epochs:
+                    state["stopped"] = None  # stopped by a lower cap: this spec's cap lets it go on
+                continued_from = continued_from or state.get("continued_from")
+                state["continued_from"] = continued_from
+                print(f"# resumed after epoch {state['epoch']}" + (f" of {continued_from}" if continued_from else ""))
             else:
                 tap.reset()
                 mae0 = trainer._validate(valid_loader)
@@ -294,7 +309,7 @@ def train_run(spec: TrainSpec, epoch_budget: int | None = None) -> TrainRecord:
                "trainer": {k: v for k, v in TRAINER_FIXED.items()},
                "chgnet_version": _chgnet_version(), "differences_from_mace": DIFFERENCES_FROM_MACE,
                "trained_on": device_description(execution_device(s.device)),
-               "flush_denormal": bool(flushed)})
+               "flush_denormal": bool(flushed), "continued_from": continued_from})
     if finished:
         atomic_write_text(record_file, json.dumps(record.to_dict(), indent=1))
         if state["stopped"] != "max_epochs":  # a capped run keeps its last state: a higher cap can continue it

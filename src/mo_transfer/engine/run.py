@@ -22,6 +22,7 @@ from ..jobs import START_UNTIL_ENV, Job, run_jobs
 from ..training import read_frames
 
 from .backend import get_backend
+from .continuation import converged_predecessor
 from .e0s import fit_offsets
 from . import baselines
 from .records import FrameErrors, Predictions, TrainSettings, TrainSpec, frame_errors
@@ -248,10 +249,14 @@ def _cells_of(exp: Experiment, specs: dict[tuple[str, str], TrainSpec]) -> list[
 def train_experiments(exps: Sequence[Experiment], work: str | Path, backend: str = "sequential", workers: int = 1,
                       threads: int = 1, store: RunStore | None = None) -> dict[str, dict[tuple[str, str], TrainSpec]]:
     """Train the runs of several experiments as one batch (no core waits for one experiment's last run before the
-    next experiment starts); a run the store already covers is not trained. Each run that finishes is scored and
-    stored at once, so an interrupted sweep loses only its unfinished runs. Returns each experiment's specs."""
+    next experiment starts); a run the store already covers is not trained, nor one whose stored run under another
+    epoch cap early stopping ended. Each run that finishes is scored and stored at once, so an interrupted sweep
+    loses only its unfinished runs. Returns each experiment's specs."""
     work = Path(work)
     plans = {e.name: _plan(e, work, threads) for e in exps}
+    if store is not None:  # a run early stopping ended under another cap stands for this one (engine.continuation)
+        plans = {name: {key: converged_predecessor(store, spec) or spec for key, spec in plan.items()}
+                 for name, plan in plans.items()}
     by_dir: dict[str, list[tuple[Experiment, Row, Fold, TrainSpec]]] = {}
     for exp in exps:
         for row, fold, spec in _cells_of(exp, plans[exp.name]):
