@@ -368,3 +368,22 @@ def test_the_patience_probe_table_and_figure_read_the_stops_of_its_curve(tmp_pat
     assert list(table["valid energy MAE then (meV/atom)"]) == [30.0, 15.0, 15.0]
     fig = plots.patience_probe(loaded)
     assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].x0 == 5  # only the stop before the end is drawn
+
+
+def test_chgnet_runs_train_under_the_profiles_chgnet_cap():
+    """CHGNet rows (IID and LODO) take ``chgnet_max_epochs`` where a profile sets it, the engine cap elsewhere; MACE
+    rows keep the engine cap, and the protocol table says so."""
+    from mo_transfer import lodo_study
+
+    for name in ("cpu", "gpu"):
+        p = get_profile(name)
+        want = p.chgnet_max_epochs or p.engine_max_epochs
+        chg = [r.settings.max_epochs for r in iid_study.chgnet_rows(p) if r.settings is not None]
+        assert chg and set(chg) == {want}
+        caps = {r.backend: r.settings.max_epochs for r in lodo_study.rows(p, "foundation.model")}
+        assert caps == {"mace": p.engine_max_epochs, "chgnet": want}
+        stopping = next(r for r in iid_report.protocol_rows(p) if r["setting"] == "stopping")["this profile"]
+        assert (f"({p.chgnet_max_epochs} for CHGNet)" in stopping) == bool(p.chgnet_max_epochs)
+    gpu = get_profile("gpu")
+    assert gpu.chgnet_max_epochs > gpu.engine_max_epochs
+    assert study_common.epochs_to_stop("chgnet", dataclasses.replace(gpu, chgnet_max_epochs=60)) == 60

@@ -235,8 +235,9 @@ def protocol_rows(p, result: dict | None = None) -> list[dict]:
         {"setting": "scales / foundation", "paper's": "S, M, L / MACE-MP-0",
          "this profile": f"{', '.join(p.model_scales)} / {p.foundation}" + (" and CHGNet 0.3.0" if p.chgnet_rows else "")},
         {"setting": "stopping", "paper's": "not stated",
-         "this profile": f"validation patience {p.engine_patience} under a cap of {p.engine_max_epochs} epochs; a run "
-                         "that reaches the cap is flagged and feeds no verdict"},
+         "this profile": f"validation patience {p.engine_patience} under a cap of {p.engine_max_epochs} epochs"
+                         + (f" ({p.chgnet_max_epochs} for CHGNet)" if p.chgnet_rows and p.chgnet_max_epochs else "")
+                         + "; a run that reaches the cap is flagged and feeds no verdict"},
         {"setting": "learning rate", "paper's": "3e-4 for every paradigm",
          "this profile": "tuned protocol (every fold, the FT-E_NE rows, the verdicts): each paradigm's lr chosen on "
                          f"fold 0's validation loss from {', '.join(f'{x:g}' for x in p.tuned_lrs)}, preferring "

@@ -27,9 +27,8 @@ from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiment, run_experiments
 from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, e_ids,
-                           step_matched_epochs,
-                           foundations_of, load_study_results, partition, restrict, settings, study_data,
+from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, chgnet_settings, epochs_to_stop,
+                           seconds_per_frame_epoch, e_ids, step_matched_epochs, foundations_of, load_study_results, partition, restrict, settings, study_data,
                            trajectory_folds, run_store, work_dir)
 from .training import TRAIN_ELEMENTS
 
@@ -124,11 +123,11 @@ def chgnet_rows(p: Profile) -> list[Row]:
     rows = [Row(label("Zero-shot-E", s), "zero-shot", f, backend="chgnet", scale=s),
             Row(label("Zero-shot-E", s, extra="refit"), "zero-shot", f, backend="chgnet", scale=s,
                 refit_references=True),
-            Row(label("Scratch-E", s), "scratch", f, backend="chgnet", scale=s, settings=settings(p, ema=False))]
+            Row(label("Scratch-E", s), "scratch", f, backend="chgnet", scale=s, settings=chgnet_settings(p))]
     if p.chgnet_default_lr_scratch:
         rows.append(Row(label("Scratch-E", s, extra=CHGNET_DEFAULT_LR), "scratch", f, backend="chgnet", scale=s,
-                        protocol="chgnet-default", settings=settings(p, CHGNET_SCRATCH_LR, ema=False)))
-    return rows + [Row(label("FT-E", s), "fine-tune", f, backend="chgnet", scale=s, settings=settings(p, ema=False))]
+                        protocol="chgnet-default", settings=chgnet_settings(p, CHGNET_SCRATCH_LR)))
+    return rows + [Row(label("FT-E", s), "fine-tune", f, backend="chgnet", scale=s, settings=chgnet_settings(p))]
 
 
 def ene_rows(p: Profile, foundations: dict[str, str], tuned: dict[str, dict[str, float]], extra: str = ""
@@ -145,7 +144,7 @@ def chgnet_ene_rows(p: Profile) -> tuple[Row, ...]:
     if not (p.chgnet_rows and p.chgnet_ene_rows):
         return ()
     return (Row(label("FT-E_NE", "chgnet"), "fine-tune", CHGNET_FOUNDATION, backend="chgnet", scale="chgnet",
-                settings=settings(p, ema=False)),)
+                settings=chgnet_settings(p)),)
 
 
 def lr_grid_rows(p: Profile, foundations: dict[str, str]) -> tuple[Row, ...]:

@@ -21,8 +21,8 @@ from .engine import folds as folds_mod
 from .engine.run import Experiment, Row, prepare_fold, run_experiments
 from .engine.run_store import RunStore
 from .profiles import Profile, get_profile
-from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, epochs_to_stop, seconds_per_frame_epoch, foundations_of,
-                           load_study_results, settings, study_data, run_store, work_dir)
+from .study_common import (CHGNET_FOUNDATION, SCALE_LETTER, chgnet_settings, epochs_to_stop,
+                           seconds_per_frame_epoch, foundations_of, load_study_results, settings, study_data, run_store, work_dir)
 from .training import TRAIN_ELEMENTS
 
 CACHE_NAME = "lodo"
@@ -41,7 +41,7 @@ def rows(p: Profile, foundation: str, element: str | None = None) -> tuple[Row, 
                settings=settings(p, p.transfer_lr))]
     if p.chgnet_rows and (element is None or element in p.lodo_chgnet_folds):
         out.append(Row("FT-E(CHGNet)", "fine-tune", CHGNET_FOUNDATION, backend="chgnet", scale="chgnet",
-                       settings=settings(p, ema=False)))
+                       settings=chgnet_settings(p)))
     return tuple(out)
 
 

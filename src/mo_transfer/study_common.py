@@ -3,6 +3,7 @@ the one data setting, see :mod:`mo_transfer.data_source`), and the foundation mo
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -57,7 +58,13 @@ def epochs_to_stop(kind: str, p: Profile, scale: str = "") -> int:
     should take under a profile's patience and cap: the measured count plus the patience beyond the measured one,
     at most the cap."""
     measured = EPOCHS_TO_STOP_BY_SCALE.get((kind, scale), EPOCHS_TO_STOP[kind])
-    return min(p.engine_max_epochs, max(1, measured + p.engine_patience - MEASURED_PATIENCE[kind]))
+    cap = chgnet_cap(p) if kind.startswith("chgnet") else p.engine_max_epochs
+    return min(cap, max(1, measured + p.engine_patience - MEASURED_PATIENCE[kind]))
+
+
+def chgnet_cap(p: Profile) -> int:
+    """Epoch cap of a profile's CHGNet runs (``chgnet_max_epochs``, else the engine's cap)."""
+    return p.chgnet_max_epochs or p.engine_max_epochs
 
 
 def step_matched_epochs(epochs: int, n_measured: float, n_train: float, p: Profile) -> float:
@@ -78,6 +85,11 @@ def settings(p: Profile, lr: float | None = None, normalisation: str = "foundati
                          forces_weight=p.forces_weight, batch_size=p.batch_size, seed=p.seed,
                          default_dtype=p.default_dtype, device=p.device, normalisation=normalisation,
                          e0_rule="estimated")
+
+
+def chgnet_settings(p: Profile, lr: float | None = None) -> TrainSettings:
+    """Settings of a CHGNet run: the profile's, without EMA (chgnet's Trainer has none), under the CHGNet cap."""
+    return dataclasses.replace(settings(p, lr, ema=False), max_epochs=chgnet_cap(p))
 
 
 def e_ids(frames: Sequence[Atoms]) -> list[str]:

@@ -175,7 +175,8 @@ def setup_rows(profile: str | Profile, results: dict[str, tuple[dict | None, str
         {"aspect": "unseen-element refine-tuning", "paper": "10 random (81:9):10 frame splits",
          "ours": f"{p.refine_folds} folds of whole new-element trajectories, every new-element frame tested once"},
         {"aspect": "stopping (IID)", "paper": "not stated in the main text (Table S1)",
-         "ours": f"validation patience {p.engine_patience}, cap {p.engine_max_epochs} epochs"},
+         "ours": f"validation patience {p.engine_patience}, cap {p.engine_max_epochs} epochs"
+                 + (f" ({p.chgnet_max_epochs} for CHGNet)" if p.chgnet_rows and p.chgnet_max_epochs else "")},
     ]
 
 
