@@ -70,21 +70,24 @@ def test_protocol_effect_is_paired_on_the_shared_structures():
 def test_the_cpu_profile_runs_all_folds_within_about_its_budget():
     """Issue #21: all 11 folds in the cpu profile if about 6 core-hours allow it, else say which. MACE at the
     paper's M and the transfer lr (where M's fine-tunes stopped early) takes a median 265 epochs at patience 50, so
-    all 11 folds would cost about 10 core-hours: four run (Cr and Y, the paper's exceptions, and Nb, W). CHGNet
-    (issue #23: about 5 core-hours for all its runs, 4.5 of them in the IID rows) runs on two of them, W and Y."""
+    all 11 folds would cost about 7.5 core-hours: four run (Cr and Y, the paper's exceptions, and Nb, W). CHGNet
+    (issue #23: about 5 core-hours for all its runs; its fine-tunes at 3e-4 take a median 386 epochs, 2.4 core-hours
+    per LODO fold, and its IID rows take 7.6) runs on one of them, W."""
     import dataclasses
 
     p = get_profile("cpu")
     est = lodo_study.estimate_core_hours(p, 57)
-    assert p.lodo_folds == ("Cr", "Nb", "W", "Y") and p.lodo_chgnet_folds == ("W", "Y") and 0 < est["total"] <= 5.0
+    assert p.lodo_folds == ("Cr", "Nb", "W", "Y") and p.lodo_chgnet_folds == ("W",) and 0 < est["total"] <= 5.5
+    assert 2.0 < est["CHGNet"] < 2.8
     assert p.lodo_scale == "medium"
     all_11 = lodo_study.estimate_core_hours(dataclasses.replace(p, lodo_elements=None), 57)
-    assert all_11["MACE"] == pytest.approx(est["MACE"] * 11 / 4, rel=0.01) and all_11["total"] > 9.0
+    assert all_11["MACE"] == pytest.approx(est["MACE"] * 11 / 4, rel=0.01) and all_11["MACE"] > 7.0
     rows = {r.backend: r for r in lodo_study.rows(p, "M.model")}
     assert rows["mace"].settings.lr == p.transfer_lr == 5e-3 and rows["chgnet"].settings.lr == p.lr
     assert [r.backend for r in lodo_study.rows(p, "M.model", "Ti")] == ["mace"]
     assert [r.backend for r in lodo_study.rows(p, "M.model", "Cr")] == ["mace"]
-    assert [r.backend for r in lodo_study.rows(p, "M.model", "Y")] == ["mace", "chgnet"]
+    assert [r.backend for r in lodo_study.rows(p, "M.model", "Y")] == ["mace"]
+    assert [r.backend for r in lodo_study.rows(p, "M.model", "W")] == ["mace", "chgnet"]
     assert abs(est["total"] - est["MACE"] - est["CHGNet"]) < 0.02
     assert lodo_study.estimate_core_hours("smoke", 12)["total"] < est["total"]
     with pytest.raises(ValueError, match="LODO element of the CHGNet runs"):
