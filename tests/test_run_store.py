@@ -271,6 +271,7 @@ def test_a_higher_cap_reuses_runs_that_stopped_early_and_trains_capped_ones(fram
         again = R.run_experiments([exp_with_cap(cap)], tmp_path / "w", store=store)["a"]
         assert CappedBackend.trained == [] and again["cells"][0]["run"] == high["cells"][0]["run"]
         assert again["errors"] == high["errors"] and again["cells"][0]["training"]["max_epochs"] == 8
+        assert cache_disagreements(again, tmp_path / "store") == (1, [])  # the cache names the stored run
     other = R.run_experiments([exp_with_cap(12, lr=2.0)], tmp_path / "w", store=store)["a"]
     assert len(CappedBackend.trained) == 1 and other["cells"][0]["run"] != high["cells"][0]["run"]  # other lr
     assert len(list((tmp_path / "store").glob("*.json"))) == 3
