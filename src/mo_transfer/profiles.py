@@ -109,7 +109,7 @@ class Profile:
     #: falling at the cap. Profiles on a GPU, where an epoch costs little, give it room to stop early.
     chgnet_max_epochs: int | None = None
     #: The LODO folds that also fine-tune CHGNet (None: every LODO fold). CHGNet fine-tunes at the paper's 3e-4
-    #: take a median 386 epochs at patience 50 (cpu IID folds), so all 22 LODO runs would cost about 26 core-hours.
+    #: take a median 332 epochs at patience 50 (cpu IID folds), so all 22 LODO runs would cost about 23 core-hours.
     lodo_chgnet_elements: tuple[str, ...] | None = None
     #: GOHomS-mini generation used as the foundation when ``foundation`` is "goh-mini": "v1" (ordered cells of the
     #: 'gohoms' set) or "v2" (plus the displaced Mo-X compounds of 'gohoms2'); see ``foundation.GOH_MINI_GENERATIONS``.
@@ -239,9 +239,9 @@ PROFILES: dict[str, Profile] = {
         # took a median 265 epochs on the IID folds, so lodo_study.estimate_core_hours puts them at about 2.7
         # core-hours on our 57 FT-E frames; all 11 MACE folds would take about 7.5. CHGNet on one of them, W, a
         # regular element, where the paper's protocol effect is largest (Strict 117.8 against Relaxed 8.0 meV/atom):
-        # its fine-tunes at 3e-4 took 400 (cap), 386 and 208 epochs on IID folds 0-2, so each LODO fold costs about
-        # 2.4 core-hours (W and Y would cost 4.8), on top of about 7.6 for its IID rows, where its issue allowed
-        # about 5 for all CHGNet runs
+        # its fine-tunes at 3e-4 took 400 (cap), 386, 208, 332 and 57 epochs on IID folds 0-4, so each LODO fold
+        # costs about 2.1 core-hours (W and Y would cost 4.1), on top of about 6.9 for its IID rows, where its issue
+        # allowed about 5 for all CHGNet runs
         lodo_elements=("Cr", "Nb", "W", "Y"),
         lodo_chgnet_elements=("W",),
         # at patience 50 a random CHGNet trains at 3e-4: on IID fold 3, where at patience 20 its best model was
@@ -249,8 +249,8 @@ PROFILES: dict[str, Profile] = {
         # row at 1e-3 would cost about 2.4 core-hours of a CHGNet budget of about 5 (measured 10-13 s per epoch on
         # 42 frames, 2 runs on 2 cores), so this profile leaves it out; gpu and paper keep it
         chgnet_default_lr_scratch=False,
-        # and no CHGNet FT-E_NE fine-tune: at as many optimizer steps as its FT-E fine-tunes it would train about 110
-        # epochs of 240 frames, about 1.6 core-hours per fold, beyond that budget; the gpu and paper profiles run it
+        # and no CHGNet FT-E_NE fine-tune: at as many optimizer steps as its FT-E fine-tunes it would train about 100
+        # epochs of 240 frames, about 1.5 core-hours per fold, beyond that budget; the gpu and paper profiles run it
         chgnet_ene_rows=False,
         refine_repeats=2,
         dft_size="small",
@@ -263,9 +263,9 @@ PROFILES: dict[str, Profile] = {
         default_dtype="float32",
         # 5 folds of trajectories ((72:8):20 inside each); FT-E_NE rows at S only, on 2 of them. The IID study's
         # estimate (iid_study.estimate_core_hours, from the per-frame epoch costs and epochs to early stopping
-        # measured on these folds at patience 50) is about 15.8 core-hours on our 57 / 300 frames, above the
+        # measured on these folds at patience 50) is about 15.0 core-hours on our 57 / 300 frames, above the
         # "about 8" of its issue: patience 50 stops no run on a plateau, and at it MACE runs take 250-400 epochs (8.2
-        # core-hours) and CHGNet at 3e-4 130-400 (7.6 core-hours of CHGNet rows).
+        # core-hours) and CHGNet at 3e-4 57-400 (6.9 core-hours of CHGNet rows).
         iid_folds=5,
         iid_folds_ene=2,
         iid_ene_scales=("small",),

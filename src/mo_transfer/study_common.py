@@ -43,11 +43,11 @@ def seconds_per_frame_epoch(scale: str, default_dtype: str = "float64") -> float
 #: GOHomS-mini v2, float32, lr 5e-3; medians over folds, a capped run counted at the 400-epoch cap): scratch S 382,
 #: 246, 348, 217, 321 on folds 0-4; fine-tune S 347, 400 (cap), 145, 400 (cap), 289; fine-tune M 265, 299, 144,
 #: 400 (cap), 228; scratch M 400 (cap), 286, 400 (cap), 294, 111. CHGNet at the paper's 3e-4 and patience 50:
-#: fine-tune 400 (cap, still improving), 386, 208 on the cpu IID folds 0-2 (median 386; at patience 20 it had
-#: stopped after 70, 356, 128, 203, 27 on folds 0-4); scratch (at patience 20 it mostly never improved, see
+#: fine-tune 400 (cap, still improving), 386, 208, 332, 57 on the cpu IID folds 0-4 (median 332; at patience 20
+#: it had stopped after 70, 356, 128, 203, 27); scratch (at patience 20 it mostly never improved, see
 #: iid_study.CHGNET_SCRATCH_LR) 400 (cap), 159, 130, 170, 275 on folds 0-4 (median 170). Re-derive them with
 #: benchmarks/run_costs.py.
-EPOCHS_TO_STOP: dict[str, int] = {"scratch": 321, "fine-tune": 347, "chgnet": 386, "chgnet-scratch": 170}
+EPOCHS_TO_STOP: dict[str, int] = {"scratch": 321, "fine-tune": 347, "chgnet": 332, "chgnet-scratch": 170}
 #: Where a scale measured differently from the kind's count above.
 EPOCHS_TO_STOP_BY_SCALE: dict[tuple[str, str], int] = {("fine-tune", "medium"): 265, ("scratch", "medium"): 294}
 #: The patience each count above was measured at; a profile's other patience shifts it by the difference.
