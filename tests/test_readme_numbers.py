@@ -73,3 +73,37 @@ def test_readme_quotes_the_cpu_profiles_estimates():
     lodo = lodo_study.estimate_core_hours("cpu", 57)["total"]
     assert f"estimated {iid:.1f} core-hours" in row and f"(estimated {lodo:.1f} core-hours)" in row
     assert "paper protocol runs on fold 0 only" in text
+
+
+def test_readme_quotes_the_measured_iid_cost():
+    """The README's measured IID training cost is the committed cpu cache's (engine.tables.training_cost), and its
+    count of capped runs is the cache's."""
+    from mo_transfer.engine.tables import training_cost
+
+    path = ROOT / "data" / "results" / "cpu" / "iid.json"
+    if not path.exists():
+        pytest.skip("data/results/cpu/iid.json is not committed")
+    result = json.loads(path.read_text())["result"]
+    cost = training_cost(result)
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"measured {cost['total']:.2f} core-hours of training over {cost['runs']} runs "
+            f"(MACE {cost['mace']:.2f}, CHGNet {cost['chgnet']:.2f})") in text
+    records: dict[str, bool] = {}  # one record per trained model, as training_cost counts runs
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("cells"), list):
+                for cell in node["cells"]:
+                    t = cell.get("training") or {}
+                    if t.get("model_path") and t.get("wall_s") is not None:
+                        records[t["model_path"]] = bool(t["converged"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(result)
+    assert len(records) == cost["runs"]
+    capped = sum(not c for c in records.values())
+    assert f"{capped} runs reached the 400-epoch cap" in text, (capped, len(records))
