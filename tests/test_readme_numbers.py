@@ -78,7 +78,7 @@ def test_readme_quotes_the_cpu_profiles_estimates():
 def test_readme_quotes_the_measured_iid_cost():
     """The README's measured IID training cost is the committed cpu cache's (engine.tables.training_cost), and its
     count of capped runs is the cache's."""
-    from mo_transfer.engine.tables import training_cost
+    from mo_transfer.engine.tables import trained_runs, training_cost
 
     path = ROOT / "data" / "results" / "cpu" / "iid.json"
     if not path.exists():
@@ -88,22 +88,7 @@ def test_readme_quotes_the_measured_iid_cost():
     text = " ".join((ROOT / "README.md").read_text().split())
     assert (f"measured {cost['total']:.2f} core-hours of training over {cost['runs']} runs "
             f"(MACE {cost['mace']:.2f}, CHGNet {cost['chgnet']:.2f})") in text
-    records: dict[str, bool] = {}  # one record per trained model, as training_cost counts runs
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("cells"), list):
-                for cell in node["cells"]:
-                    t = cell.get("training") or {}
-                    if t.get("model_path") and t.get("wall_s") is not None:
-                        records[t["model_path"]] = bool(t["converged"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(result)
-    assert len(records) == cost["runs"]
-    capped = sum(not c for c in records.values())
-    assert f"{capped} runs reached the 400-epoch cap" in text, (capped, len(records))
+    runs = trained_runs(result)  # the runs training_cost counts
+    assert len(runs) == cost["runs"]
+    capped = sum(not t["converged"] for _, t in runs.values())
+    assert f"{capped} runs reached the 400-epoch cap" in text, (capped, len(runs))

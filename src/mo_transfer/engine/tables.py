@@ -120,12 +120,10 @@ def run_cost_s(training: dict) -> float:
     return max(float(training["wall_s"]), float((training.get("extra") or {}).get("compute_s") or 0.0))
 
 
-def training_cost(result: dict) -> dict[str, float]:
-    """Measured training cost of a study result, in core-hours by backend (each run trains on one thread), summed
-    over every engine experiment found anywhere in the result (an lr grid, the experiments, a study's nested parts),
-    a run shared by two experiments counted once, each at :func:`run_cost_s`. A study resumed over several sessions
-    has a process wall time of its last session only; this sum is the whole cost."""
-    seen: dict[str, tuple[str, float]] = {}
+def trained_runs(result: dict) -> dict[str, tuple[str, dict]]:
+    """Every trained run of a study result, found anywhere in it (an lr grid, the experiments, a study's nested
+    parts): its model path -> (backend, training record), a run shared by two experiments listed once."""
+    seen: dict[str, tuple[str, dict]] = {}
 
     def walk(node) -> None:
         if isinstance(node, dict):
@@ -134,7 +132,7 @@ def training_cost(result: dict) -> dict[str, float]:
                 for cell in node["cells"]:
                     t = cell.get("training")
                     if t and t.get("model_path") and t.get("wall_s") is not None:
-                        seen.setdefault(t["model_path"], (backend.get(cell["row"], "mace"), run_cost_s(t)))
+                        seen.setdefault(t["model_path"], (backend.get(cell["row"], "mace"), t))
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
@@ -142,6 +140,14 @@ def training_cost(result: dict) -> dict[str, float]:
                 walk(v)
 
     walk(result)
+    return seen
+
+
+def training_cost(result: dict) -> dict[str, float]:
+    """Measured training cost of a study result, in core-hours by backend (each run trains on one thread), summed
+    over :func:`trained_runs`, each at :func:`run_cost_s`. A study resumed over several sessions has a process wall
+    time of its last session only; this sum is the whole cost."""
+    seen = {path: (backend, run_cost_s(t)) for path, (backend, t) in trained_runs(result).items()}
     out: dict[str, float] = {}
     for backend, cost_s in seen.values():
         out[backend] = out.get(backend, 0.0) + cost_s / 3600
