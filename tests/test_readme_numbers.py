@@ -89,6 +89,5 @@ def test_readme_quotes_the_measured_iid_cost():
     assert (f"measured {cost['total']:.2f} core-hours of training over {cost['runs']} runs "
             f"(MACE {cost['mace']:.2f}, CHGNet {cost['chgnet']:.2f})") in text
     runs = trained_runs(result)  # the runs training_cost counts
-    assert len(runs) == cost["runs"]
     capped = sum(not t["converged"] for _, t in runs.values())
     assert f"{capped} runs reached the 400-epoch cap" in text, (capped, len(runs))

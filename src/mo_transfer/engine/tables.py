@@ -147,13 +147,13 @@ def training_cost(result: dict) -> dict[str, float]:
     """Measured training cost of a study result, in core-hours by backend (each run trains on one thread), summed
     over :func:`trained_runs`, each at :func:`run_cost_s`. A study resumed over several sessions has a process wall
     time of its last session only; this sum is the whole cost."""
-    seen = {path: (backend, run_cost_s(t)) for path, (backend, t) in trained_runs(result).items()}
+    costs = [(backend, run_cost_s(t)) for backend, t in trained_runs(result).values()]
     out: dict[str, float] = {}
-    for backend, cost_s in seen.values():
+    for backend, cost_s in costs:
         out[backend] = out.get(backend, 0.0) + cost_s / 3600
     out = {k: round(v, 2) for k, v in sorted(out.items())}
-    out["total"] = round(sum(w for _, w in seen.values()) / 3600, 2)
-    out["runs"] = len(seen)
+    out["total"] = round(sum(w for _, w in costs) / 3600, 2)
+    out["runs"] = len(costs)
     return out
 
 
