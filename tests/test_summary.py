@@ -69,6 +69,37 @@ def test_table2_rows_mean_over_our_elements():
     assert all(r["ours"] == "-" for r in summary.table2_rows(None))
 
 
+def test_lodo_effect_rows_set_each_model_beside_the_papers_gap():
+    from mo_transfer.engine.records import FrameErrors
+
+    paper = metrics.load_paper_table2()
+
+    def errs(ids, v):
+        return [FrameErrors([f"{i}:0" for i in ids], list(ids), [16] * len(ids), [v] * len(ids), [16.0] * len(ids),
+                            [16.0] * len(ids)).to_dict()]
+
+    shared, strict_only = ["a", "b", "c"], ["d"]
+    exps = {}
+    for el in ("Nb", "W"):
+        for proto, v_mace, v_chg in (("strict", 50.0, 20.0), ("relaxed", 10.0, 30.0)):
+            ids = shared + strict_only if proto == "strict" else shared
+            errors = {"FT-E(M)": errs(ids, v_mace)}
+            cells = [{"row": "FT-E(M)", "fold": "f", "training": {"converged": True}}]
+            if el == "W":
+                errors["FT-E(CHGNet)"] = errs(ids, v_chg)
+                cells.append({"row": "FT-E(CHGNet)", "fold": "f", "training": {"converged": True}})
+            exps[f"{el} {proto}"] = {"errors": errors, "cells": cells}
+    res = {"elements": ["Nb", "W"], "protocols": ["strict", "relaxed"], "skipped": [], "experiments": exps}
+    rows = {r["held-out element"]: r for r in summary.lodo_effect_rows(res)}
+    gap = paper.loc["W", "strict_energy_mae"] - paper.loc["W", "relaxed_energy_mae"]
+    assert rows["W"]["paper's Strict - Relaxed (meV/atom, own test sets)"] == f"{gap:.1f}"
+    assert rows["W"]["FT-E(M): Strict - Relaxed, shared [95% CI]"].startswith("40.0")
+    assert rows["W"]["FT-E(M): verdict"] == "holds" and rows["W"]["FT-E(CHGNet): verdict"] == "fails"
+    assert rows["Nb"]["FT-E(CHGNet): verdict"] == "not run"
+    assert rows["Nb"]["FT-E(CHGNet): Strict - Relaxed, shared [95% CI]"] == "-"
+    assert summary.lodo_effect_rows(None) == []
+
+
 def test_setup_rows_report_what_the_results_used():
     res = {"iid": (_engine_iid(), None)}
     rows = {r["aspect"]: r for r in summary.setup_rows("cpu", res)}
