@@ -275,3 +275,26 @@ def test_a_higher_cap_reuses_runs_that_stopped_early_and_trains_capped_ones(fram
     other = R.run_experiments([exp_with_cap(12, lr=2.0)], tmp_path / "w", store=store)["a"]
     assert len(CappedBackend.trained) == 1 and other["cells"][0]["run"] != high["cells"][0]["run"]  # other lr
     assert len(list((tmp_path / "store").glob("*.json"))) == 3
+
+
+def test_a_batch_starts_its_longest_runs_first(tmp_path):
+    """CHGNet epochs cost about 3x MACE's per frame: a CHGNet run on 4 frames goes before a MACE run on 10, and
+    that before a MACE run on 4; equal costs keep their order."""
+    from ase import Atoms
+    from ase.io import write
+
+    from mo_transfer.engine.run import longest_first
+
+    def data(n):
+        path = tmp_path / f"train{n}.extxyz"
+        write(path, [Atoms("Mo2", positions=[[0, 0, 0], [1.5, 1.5, 1.5]], cell=[3, 3, 3], pbc=True)] * n)
+        return str(path)
+
+    s = TrainSettings(max_epochs=2, patience=1)
+
+    def spec(backend, n, run):
+        return TrainSpec(backend, "fine-tune", "/x/m.model", data(n), data(1), str(tmp_path / run), s, ("Mo",))
+
+    small, large, chg, twin = spec("mace", 4, "a"), spec("mace", 10, "b"), spec("chgnet", 4, "c"), spec("mace", 4, "d")
+    order = [x.run_dir for x in longest_first([small, large, chg, twin])]
+    assert order == [chg.run_dir, large.run_dir, small.run_dir, twin.run_dir]
