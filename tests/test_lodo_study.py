@@ -165,3 +165,44 @@ def test_learning_curves_and_verdicts_are_read_per_model():
     runs = lodo_report.curve_runs(res, "FT-E(CHGNet)")
     assert [r["label"] for r in runs] == ["FT-E(CHGNet), Strict", "FT-E(CHGNet), Relaxed"]
     assert all("Nb held out" in r["name"] and r["curve"] == curve for r in runs)
+
+
+def test_findings_say_how_runs_stopped_and_what_the_protocol_does(ne_frames):
+    """MACE: Relaxed beats Strict on Nb, W's Strict run is capped (not resolved); CHGNet, on W only, is worse under
+    Relaxed. Forces: a row 10 meV/Å per atom above zero force on real frames is 'higher' than the baseline."""
+    frames = [a for a in ne_frames if a.info["state"] != "E"][:8]
+    ids = [splits.frame_id(a) for a in frames]
+    zero = baselines.zero_force_errors(FrameErrors.from_dict(_errs(ids, [1.0] * 8)), dict(zip(ids, frames)))
+
+    def errs(sel, energy):
+        return FrameErrors([ids[k] for k in sel], [ids[k] for k in sel], zero.n_atoms[sel], [energy] * len(sel),
+                           zero.force_abs_sum_mev_per_ang[sel] + 10.0 * zero.n_atoms[sel],
+                           zero.force_sq_sum_mev2_per_ang2[sel]).to_dict()
+
+    strict, shared = list(range(8)), list(range(6))
+
+    def exp(sel, mace, chg=None, capped=False):
+        out = {"errors": {"FT-E(M)": [errs(sel, mace)]},
+               "cells": [{"row": "FT-E(M)", "fold": "f", "training": {"converged": not capped, "best_epoch": 3}}]}
+        if chg is not None:
+            out["errors"]["FT-E(CHGNet)"] = [errs(sel, chg)]
+            out["cells"].append({"row": "FT-E(CHGNet)", "fold": "f", "training": {"converged": True, "best_epoch": 3}})
+        return out
+
+    res = {"elements": ["Nb", "W"], "protocols": ["strict", "relaxed"], "skipped": [], "experiments": {
+        "Nb strict": exp(strict, 100.0), "Nb relaxed": exp(shared, 10.0),
+        "W strict": exp(strict, 80.0, 20.0, capped=True), "W relaxed": exp(shared, 8.0, 30.0)}}
+    mace, chg = lodo_report.findings_markdown(res, frames).split("\n\n")
+    assert mace.startswith("**FT-E(M).** 3 of its 4 runs stopped by early stopping; capped, so feeding no verdict: "
+                           "W strict.")
+    assert "Nb 90.0 [90.0, 90.0] on 6 structures (holds)" in mace and "W 72.0 [72.0, 72.0] on 6 structures " \
+                                                                       "(not resolved)" in mace
+    assert "holds for 1, fails for 0, not resolved for 1 of 2 elements" in mace
+    paper = load_paper_table2()["strict_energy_mae"]
+    assert f"Strict: energy MAE 90.00 ± 14.14 meV/atom over our 2 fold(s) (the paper's for the same elements: " \
+           f"{(paper['Nb'] + paper['W']) / 2:.2f}" in mace
+    assert "lower on 0, higher on 4, not resolved on 0 of 4 folds" in mace
+    assert chg.startswith("**FT-E(CHGNet).** 2 of its 2 runs stopped by early stopping.")
+    assert "W -10.0 [-10.0, -10.0] on 6 structures (fails)" in chg and "of 1 elements" in chg
+    bare = lodo_report.findings_markdown(res)  # without the pool's frames: no force sentence, still one per model
+    assert "zero force" not in bare and len(bare.split("\n\n")) == 2

@@ -13,6 +13,7 @@ from .engine.records import FrameErrors, feeds_verdicts, stop_text
 from .metrics import PAPER_EXCLUDED_ELEMENT, load_paper_table2
 
 NE_VIEW = "NE"
+PAPER_SAME = "paper, our folds' elements: MeanAll ± std"
 
 
 def _errors(result: dict, element: str, protocol: str, row: str, view: str = "test") -> FrameErrors | None:
@@ -181,7 +182,7 @@ def summary_rows(result: dict, row: str) -> pd.DataFrame:
         same_nc = pv[[el for el in own[p] if el in pv.index and el != PAPER_EXCLUDED_ELEMENT]].to_numpy()
         lines.append({"protocol": p, "paper MeanAll ± std (11 folds)": f"{pv.mean():.2f} ± {pv.std(ddof=1):.2f}",
                       "paper MeanNC (without Cr)": f"{pnc.mean():.2f}",
-                      "paper, our folds' elements: MeanAll ± std": _mean_std(same),
+                      PAPER_SAME: _mean_std(same),
                       "paper, our folds' elements: MeanNC": _mean_std(same_nc, std=False),
                       "ours MeanAll ± std": _mean_std(vals), "ours MeanNC (without Cr)": _mean_std(nc, std=False),
                       "folds": len(vals),
@@ -239,3 +240,54 @@ def parity_panels(result: dict, frames) -> list[dict]:
                 merged["title"] = f"{row}, {protocol.capitalize()}-LODO"
                 panels.append(merged)
     return panels
+
+
+def _runs_of(result: dict, row: str) -> list[tuple[str, str]]:
+    """The (element, protocol) folds on which ``row`` was trained and tested."""
+    return [(el, p) for el in result["elements"] for p in result["protocols"]
+            if row in result["experiments"].get(f"{el} {p}", {}).get("errors", {})]
+
+
+def force_against_zero(result: dict, row: str, frames) -> dict[str, int]:
+    """On how many folds the row's force MAE is below (holds), above (fails) or indistinguishable from (not
+    resolved) the zero-force predictor's on the same structures: paired differences over structures."""
+    from . import splits
+
+    by_id = {splits.frame_id(a): a for a in frames}
+    verdicts = []
+    for el, p in _runs_of(result, row):
+        errs = _errors(result, el, p, row)
+        verdicts.append(stats.verdict(stats.paired_difference(errs, zero_force_errors(errs, by_id), "force_mae")))
+    return stats.tally(verdicts)
+
+
+def findings_markdown(result: dict, frames=None) -> str:
+    """What the cache says, one paragraph per model: how its runs stopped, our summary rows beside the paper's
+    for the same elements, the protocol's effect per element on the shared structures, and (given the pool's
+    ``frames``) its force error against predicting zero force."""
+    paras = []
+    for row in row_labels(result):
+        runs = _runs_of(result, row)
+        capped = [f"{el} {p}" for el, p in runs if not _converged(result, el, p, row)]
+        summary = summary_rows(result, row).set_index("protocol")
+        effect = protocol_effect(result, row)
+        effect = effect[effect["verdict"] != "not run"]
+        judged = effect[effect["verdict"].isin(stats.VERDICTS)]
+        tally = stats.tally(judged["verdict"])
+        per_el = "; ".join(f"{r['element']} {r['Strict - Relaxed [95% CI]']} on {r['shared structures']} "
+                           f"structures ({r['verdict']})" for _, r in judged.iterrows())
+        text = [f"**{row}.** {len(runs) - len(capped)} of its {len(runs)} runs stopped by early stopping"
+                + (f"; capped, so feeding no verdict: {', '.join(capped)}." if capped else ".")]
+        for p in ("strict", "relaxed"):
+            s, paper = summary.loc[p], summary.loc[p, PAPER_SAME]
+            text.append(f"{p.capitalize()}: energy MAE {s['ours MeanAll ± std']} meV/atom over our {s['folds']} "
+                        f"fold(s) (the paper's for the same elements: {paper}).")
+        text.append(f"The protocol's effect, Strict - Relaxed on the shared structures (meV/atom, 95% interval): "
+                    f"{per_el or 'no fold to compare'}. Relaxed beats Strict: holds for {tally['holds']}, fails "
+                    f"for {tally['fails']}, not resolved for {tally['not resolved']} of {len(judged)} elements.")
+        if frames is not None:
+            z = force_against_zero(result, row, frames)
+            text.append(f"Force MAE against predicting zero force on the same structures: lower on {z['holds']}, "
+                        f"higher on {z['fails']}, not resolved on {z['not resolved']} of {len(runs)} folds.")
+        paras.append(" ".join(text))
+    return "\n\n".join(paras)
