@@ -203,6 +203,6 @@ def test_findings_say_how_runs_stopped_and_what_the_protocol_does(ne_frames):
            f"{(paper['Nb'] + paper['W']) / 2:.2f}" in mace
     assert "lower on 0, higher on 4, not resolved on 0 of 4 folds" in mace
     assert chg.startswith("**FT-E(CHGNet).** 2 of its 2 runs stopped by early stopping.")
-    assert "W -10.0 [-10.0, -10.0] on 6 structures (fails)" in chg and "of 1 elements" in chg
+    assert "W -10.0 [-10.0, -10.0] on 6 structures (fails)" in chg and "of 1 element." in chg
     bare = lodo_report.findings_markdown(res)  # without the pool's frames: no force sentence, still one per model
     assert "zero force" not in bare and len(bare.split("\n\n")) == 2

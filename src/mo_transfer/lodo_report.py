@@ -261,6 +261,10 @@ def force_against_zero(result: dict, row: str, frames) -> dict[str, int]:
     return stats.tally(verdicts)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def findings_markdown(result: dict, frames=None) -> str:
     """What the cache says, one paragraph per model: how its runs stopped, our summary rows beside the paper's
     for the same elements, the protocol's effect per element on the shared structures, and (given the pool's
@@ -274,8 +278,8 @@ def findings_markdown(result: dict, frames=None) -> str:
         effect = effect[effect["verdict"] != "not run"]
         judged = effect[effect["verdict"].isin(stats.VERDICTS)]
         tally = stats.tally(judged["verdict"])
-        per_el = "; ".join(f"{r['element']} {r['Strict - Relaxed [95% CI]']} on {r['shared structures']} "
-                           f"structures ({r['verdict']})" for _, r in judged.iterrows())
+        per_el = "; ".join(f"{r['element']} {r['Strict - Relaxed [95% CI]']} on "
+                           f"{_count(r['shared structures'], 'structure')} ({r['verdict']})" for _, r in judged.iterrows())
         text = [f"**{row}.** {len(runs) - len(capped)} of its {len(runs)} runs stopped by early stopping"
                 + (f"; capped, so feeding no verdict: {', '.join(capped)}." if capped else ".")]
         for p in ("strict", "relaxed"):
@@ -284,10 +288,10 @@ def findings_markdown(result: dict, frames=None) -> str:
                         f"fold(s) (the paper's for the same elements: {paper}).")
         text.append(f"The protocol's effect, Strict - Relaxed on the shared structures (meV/atom, 95% interval): "
                     f"{per_el or 'no fold to compare'}. Relaxed beats Strict: holds for {tally['holds']}, fails "
-                    f"for {tally['fails']}, not resolved for {tally['not resolved']} of {len(judged)} elements.")
+                    f"for {tally['fails']}, not resolved for {tally['not resolved']} of {_count(len(judged), 'element')}.")
         if frames is not None:
             z = force_against_zero(result, row, frames)
             text.append(f"Force MAE against predicting zero force on the same structures: lower on {z['holds']}, "
-                        f"higher on {z['fails']}, not resolved on {z['not resolved']} of {len(runs)} folds.")
+                        f"higher on {z['fails']}, not resolved on {z['not resolved']} of {_count(len(runs), 'fold')}.")
         paras.append(" ".join(text))
     return "\n\n".join(paras)
