@@ -199,7 +199,7 @@ def test_findings_say_how_runs_stopped_and_what_the_protocol_does(ne_frames):
                                                                        "(not resolved)" in mace
     assert "holds for 1, fails for 0, not resolved for 1 of 2 elements" in mace
     paper = load_paper_table2()["strict_energy_mae"]
-    assert f"Strict: energy MAE 90.00 ± 14.14 meV/atom over our 2 fold(s) (the paper's for the same elements: " \
+    assert f"Strict: energy MAE 90.00 ± 14.14 meV/atom over our 2 folds (the paper's for the same elements: " \
            f"{(paper['Nb'] + paper['W']) / 2:.2f}" in mace
     assert "lower on 0, higher on 4, not resolved on 0 of 4 folds" in mace
     assert chg.startswith("**FT-E(CHGNet).** 2 of its 2 runs stopped by early stopping.")

@@ -284,8 +284,8 @@ def findings_markdown(result: dict, frames=None) -> str:
                 + (f"; capped, so feeding no verdict: {', '.join(capped)}." if capped else ".")]
         for p in ("strict", "relaxed"):
             s, paper = summary.loc[p], summary.loc[p, PAPER_SAME]
-            text.append(f"{p.capitalize()}: energy MAE {s['ours MeanAll ± std']} meV/atom over our {s['folds']} "
-                        f"fold(s) (the paper's for the same elements: {paper}).")
+            text.append(f"{p.capitalize()}: energy MAE {s['ours MeanAll ± std']} meV/atom over our "
+                        f"{_count(int(s['folds']), 'fold')} (the paper's for the same elements: {paper}).")
         text.append(f"The protocol's effect, Strict - Relaxed on the shared structures (meV/atom, 95% interval): "
                     f"{per_el or 'no fold to compare'}. Relaxed beats Strict: holds for {tally['holds']}, fails "
                     f"for {tally['fails']}, not resolved for {tally['not resolved']} of {_count(len(judged), 'element')}.")
