@@ -86,3 +86,16 @@ def test_the_introduction_states_the_cpu_profile_as_it_is():
     assert f"patience {p.engine_patience}, cap {p.engine_max_epochs}" in row
     assert f"{len(p.lodo_folds)} LODO folds at {letters[p.lodo_scale]} ({', '.join(p.lodo_folds)})" in row
     assert "CHGNet 0.3.0" in row and "{cite:p}`deng2023chgnet`" in intro
+
+
+def test_notebooks_train_in_parallel_only_where_the_profile_says():
+    """smoke trains two runs at a time (CI's two cores) in separate processes; cpu one after another in-process; a
+    profile asking for no worker at all is refused."""
+    from mo_transfer.study_common import executor
+
+    assert executor(get_profile("smoke").train_workers) == {"backend": "process", "workers": 2}
+    assert executor(get_profile("cpu").train_workers) == {}
+    with pytest.raises(ValueError, match="at least 1"):
+        executor(0)
+    with pytest.raises(ValueError, match="train_workers must be at least 1"):
+        dataclasses.replace(get_profile("smoke"), train_workers=0)

@@ -117,6 +117,9 @@ class Profile:
     #: Folds of the unseen-element study's refine-tuning: whole new-element trajectories held out per fold
     #: (group K-fold), every new-element frame tested once; at most the number of new-element trajectories.
     refine_folds: int = 3
+    #: Training runs at once when a notebook recomputes a study (one process each, ``OMP_NUM_THREADS=1``): the
+    #: smoke profile uses the CI machine's two cores; a long sweep sets its own (``recompute --workers``).
+    train_workers: int = 1
     # Training constants stated by the paper (Section 2.2); shared by every profile.
     lr: float = 3e-4
     weight_decay: float = 1e-6
@@ -146,7 +149,7 @@ class Profile:
         for el in self.lodo_chgnet_elements or ():
             check(el, self.lodo_folds, "LODO element of the CHGNet runs (must be one of the LODO folds)")
         for field in ("max_epochs", "num_channels", "iid_repeats_e", "iid_repeats_ene", "refine_repeats", "batch_size",
-                      "refine_folds", "paper_protocol_folds"):
+                      "refine_folds", "paper_protocol_folds", "train_workers"):
             if getattr(self, field) is not None and int(getattr(self, field)) < 1:
                 raise ValueError(f"profile {self.name!r}: {field} must be at least 1, got {getattr(self, field)!r}")
         if self.paper_protocol_folds is not None and self.paper_protocol_folds > self.iid_folds:
@@ -214,6 +217,7 @@ PROFILES: dict[str, Profile] = {
         engine_patience=1,
         refine_folds=2,
         tuned_lrs=(3e-4,),  # one lr: the tuned rows coincide with the paper's and are trained once
+        train_workers=2,  # CI has two cores: the notebooks' smoke runs train two at a time
     ),
     "cpu": Profile(
         name="cpu",

@@ -33,9 +33,10 @@ def recompute(study: str, profile: str, root: str | None = None, workers: int = 
         raise ValueError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    from .study_common import executor
+
     module = importlib.import_module(STUDIES[study])
-    executor = {"backend": "process", "workers": workers} if workers > 1 else {}
-    result, message = module.load_results(profile, True, root=root, **executor)
+    result, message = module.load_results(profile, True, root=root, **executor(workers))
     if result is None:
         raise RuntimeError(message)
     return result

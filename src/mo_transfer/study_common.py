@@ -93,6 +93,14 @@ def chgnet_settings(p: Profile, lr: float | None = None) -> TrainSettings:
     return dataclasses.replace(settings(p, lr, ema=False), max_epochs=chgnet_cap(p))
 
 
+def executor(workers: int) -> dict:
+    """The engine's executor arguments for ``workers`` training runs at once: separate processes when more than
+    one, else one run after another in this process."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return {"backend": "process", "workers": workers} if workers > 1 else {}
+
+
 def e_ids(frames: Sequence[Atoms]) -> list[str]:
     """Frame ids of the relaxed (E) frames."""
     return [splits.frame_id(a) for a in frames if a.info.get("state") == "E"]
