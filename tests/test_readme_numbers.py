@@ -91,3 +91,19 @@ def test_readme_quotes_the_measured_iid_cost():
     runs = trained_runs(result)  # the runs training_cost counts
     capped = sum(not t["converged"] for _, t in runs.values())
     assert f"{capped} runs reached the 400-epoch cap" in text, (capped, len(runs))
+
+
+def test_readme_quotes_the_measured_lodo_cost():
+    """The README's measured LODO training cost and its count of capped runs are the committed cpu cache's."""
+    from mo_transfer.engine.tables import trained_runs, training_cost
+
+    path = ROOT / "data" / "results" / "cpu" / "lodo.json"
+    if not path.exists():
+        pytest.skip("data/results/cpu/lodo.json is not committed")
+    result = json.loads(path.read_text())["result"]
+    cost = training_cost(result)
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"The committed `cpu` LODO cache measured {cost['total']:.2f} core-hours of training over {cost['runs']} "
+            f"runs (MACE {cost['mace']:.2f}, CHGNet {cost['chgnet']:.2f})") in text
+    capped = sum(not t["converged"] for _, t in trained_runs(result).values())
+    assert f"{capped} of them reached the 400-epoch cap" in text, capped
