@@ -75,35 +75,25 @@ def test_readme_quotes_the_cpu_profiles_estimates():
     assert "paper protocol runs on fold 0 only" in text
 
 
-def test_readme_quotes_the_measured_iid_cost():
-    """The README's measured IID training cost is the committed cpu cache's (engine.tables.training_cost), and its
-    count of capped runs is the cache's."""
+#: How the README introduces each study's measured cost, and how it counts the runs that reached the epoch cap.
+COST_SENTENCES = {"iid": ("The committed `cpu` IID cache measured", "{capped} runs reached the 400-epoch cap"),
+                  "lodo": ("The committed `cpu` LODO cache measured", "{capped} of them reached the 400-epoch cap")}
+
+
+@pytest.mark.parametrize("study", sorted(COST_SENTENCES))
+def test_readme_quotes_the_measured_cost(study):
+    """The README's measured training cost of a study (engine.tables.training_cost) and its count of capped runs
+    are the committed cpu cache's, for every study whose cache is committed."""
     from mo_transfer.engine.tables import trained_runs, training_cost
 
-    path = ROOT / "data" / "results" / "cpu" / "iid.json"
+    path = ROOT / "data" / "results" / "cpu" / f"{study}.json"
     if not path.exists():
-        pytest.skip("data/results/cpu/iid.json is not committed")
+        pytest.skip(f"data/results/cpu/{study}.json is not committed")
     result = json.loads(path.read_text())["result"]
     cost = training_cost(result)
     text = " ".join((ROOT / "README.md").read_text().split())
-    assert (f"measured {cost['total']:.2f} core-hours of training over {cost['runs']} runs "
+    intro, cap_text = COST_SENTENCES[study]
+    assert (f"{intro} {cost['total']:.2f} core-hours of training over {cost['runs']} runs "
             f"(MACE {cost['mace']:.2f}, CHGNet {cost['chgnet']:.2f})") in text
-    runs = trained_runs(result)  # the runs training_cost counts
-    capped = sum(not t["converged"] for _, t in runs.values())
-    assert f"{capped} runs reached the 400-epoch cap" in text, (capped, len(runs))
-
-
-def test_readme_quotes_the_measured_lodo_cost():
-    """The README's measured LODO training cost and its count of capped runs are the committed cpu cache's."""
-    from mo_transfer.engine.tables import trained_runs, training_cost
-
-    path = ROOT / "data" / "results" / "cpu" / "lodo.json"
-    if not path.exists():
-        pytest.skip("data/results/cpu/lodo.json is not committed")
-    result = json.loads(path.read_text())["result"]
-    cost = training_cost(result)
-    text = " ".join((ROOT / "README.md").read_text().split())
-    assert (f"The committed `cpu` LODO cache measured {cost['total']:.2f} core-hours of training over {cost['runs']} "
-            f"runs (MACE {cost['mace']:.2f}, CHGNet {cost['chgnet']:.2f})") in text
-    capped = sum(not t["converged"] for _, t in trained_runs(result).values())
-    assert f"{capped} of them reached the 400-epoch cap" in text, capped
+    capped = sum(not t["converged"] for _, t in trained_runs(result).values())  # the runs training_cost counts
+    assert cap_text.format(capped=capped) in text, (capped, cost["runs"])
