@@ -275,17 +275,16 @@ def findings_markdown(result: dict, frames=None) -> str:
         capped = [f"{el} {p}" for el, p in runs if not _converged(result, el, p, row)]
         summary = summary_rows(result, row).set_index("protocol")
         effect = protocol_effect(result, row)
-        effect = effect[effect["verdict"] != "not run"]
-        judged = effect[effect["verdict"].isin(stats.VERDICTS)]
+        judged = effect[effect["verdict"].isin(stats.VERDICTS)]  # not "not run" or "skipped"
         tally = stats.tally(judged["verdict"])
         per_el = "; ".join(f"{r['element']} {r['Strict - Relaxed [95% CI]']} on "
                            f"{_count(r['shared structures'], 'structure')} ({r['verdict']})" for _, r in judged.iterrows())
         text = [f"**{row}.** {len(runs) - len(capped)} of its {len(runs)} runs stopped by early stopping"
                 + (f"; capped, so feeding no verdict: {', '.join(capped)}." if capped else ".")]
         for p in ("strict", "relaxed"):
-            s, paper = summary.loc[p], summary.loc[p, PAPER_SAME]
+            s = summary.loc[p]
             text.append(f"{p.capitalize()}: energy MAE {s['ours MeanAll ± std']} meV/atom over our "
-                        f"{_count(int(s['folds']), 'fold')} (the paper's for the same elements: {paper}).")
+                        f"{_count(int(s['folds']), 'fold')} (the paper's for the same elements: {s[PAPER_SAME]}).")
         text.append(f"The protocol's effect, Strict - Relaxed on the shared structures (meV/atom, 95% interval): "
                     f"{per_el or 'no fold to compare'}. Relaxed beats Strict: holds for {tally['holds']}, fails "
                     f"for {tally['fails']}, not resolved for {tally['not resolved']} of {_count(len(judged), 'element')}.")

@@ -31,12 +31,11 @@ def recompute(study: str, profile: str, root: str | None = None, workers: int = 
     separate processes (one core each with ``OMP_NUM_THREADS=1``); finished runs are skipped either way."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
     from .study_common import executor
 
+    settings = executor(workers)  # refuses fewer than one worker
     module = importlib.import_module(STUDIES[study])
-    result, message = module.load_results(profile, True, root=root, **executor(workers))
+    result, message = module.load_results(profile, True, root=root, **settings)
     if result is None:
         raise RuntimeError(message)
     return result
