@@ -186,7 +186,8 @@ def _result(maes: dict[str, float], converged: bool = True) -> dict:
         "base": {"FT-E base": {"cells": [{"training": {"converged": True}}]},
                  "FT-E base, full table": {"cells": [{"training": {"converged": True}}]}},
         "strategies": {"errors": {r: [_errs(ids, list(v + noise), groups)] for r, v in maes.items()},
-                       "cells": cells, "baselines": {"zero force + composition-linear": [_errs(ids, [500.0] * 6)]}},
+                       "cells": cells,
+                       "baselines": {"zero force + composition-linear": [_errs(ids, [500.0] * 6, groups)]}},
     }
 
 
@@ -234,6 +235,23 @@ def test_the_headline_is_the_e0_swap_and_zero_shot_can_be_best():
     assert table["frames"].nunique() == 1 and "baseline: zero force + composition-linear" in set(table["strategy"])
     el = unseen_report.element_table(res).set_index("element")
     assert el.loc["Ag", "frames"] == 3 and el.loc["Hf", "paper's DIPI"] == "4.10"
+
+
+def test_every_strategy_is_judged_against_the_baseline_on_the_same_frames():
+    """Each strategy's energy MAE against the composition-linear baseline, paired: lower (holds), higher (fails),
+    and 'cannot tell' for a row whose run hit its cap; nothing is said when the baseline misses test frames."""
+    res = _result({**MAES, "DIPI": 600.0})  # the baseline scores 500 on every frame
+    text = unseen_report.baseline_markdown(res)
+    energy = text.split("Energy MAE")[1].split("Force MAE")[0]
+    assert "Lower: zero-shot -460.0 [" in energy and "Higher: DIPI 100.0 [" in energy
+    capped = unseen_report.baseline_markdown(_result(MAES, converged=False)).split("Force MAE")[0]
+    assert "Cannot tell: refine-tuned -440.0 [" in capped and "Lower: zero-shot -460.0 [" in capped
+    assert "zero-shot, refit references" not in text.split("Force MAE")[1]  # its forces are zero-shot's
+    assert "**Against the trivial predictors**" in unseen_report.findings_markdown(res)
+    five = [f"t{i}" for i in range(5)]
+    res["strategies"]["baselines"]["zero force + composition-linear"] = [_errs([f"{g}:0" for g in five], [500.0] * 5,
+                                                                                five)]
+    assert unseen_report.baseline_markdown(res) == ""
 
 
 def test_the_strategy_table_scores_zero_force_on_the_new_element_frames():
