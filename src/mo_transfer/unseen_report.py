@@ -252,7 +252,8 @@ def convergence_markdown(result: dict) -> str:
     if not capped:
         return ""
     return ("**Convergence.** Stopped at the epoch cap (or never improved on their start), not by validation "
-            f"patience: {'; '.join(capped)}. The rows built on these runs are shown but feed no verdict (their comparisons read 'not resolved').")
+            f"patience: {'; '.join(capped)}. The rows built on these runs are shown but feed no verdict (their "
+            "comparisons read 'not resolved').")
 
 
 def headline_markdown(result: dict) -> str:
