@@ -53,8 +53,9 @@ def _check_foundation(record: dict) -> Path:
 
 
 def test_unseen_zero_shot_per_element_errors_regenerate():
-    """The zero-shot foundation's per-frame energy errors on two new elements' frames (the unseen16 set is complete)."""
-    from mo_transfer import splits
+    """The zero-shot foundation's per-frame energy errors on two new elements' frames, loaded as the study loads
+    them (the unseen16 set is complete)."""
+    from mo_transfer import study_common, unseen_models
     from mo_transfer.unseen_report import errors
 
     res = _result("unseen")
@@ -62,16 +63,19 @@ def test_unseen_zero_shot_per_element_errors_regenerate():
         pytest.skip("data/results/cpu/unseen.json predates the evaluation engine")
     model = _check_foundation(res["foundation"])
     cached = errors(res, "zero-shot")
-    frames = dft.load_set_frames("unseen16")
+    loaded, _ = study_common.study_data(get_profile("cpu"), ROOT)
+    frames = unseen_models.new_frames(loaded, "cpu")
     for element in ("Ag", "Hf"):
-        sub = [f for f in frames if f.info["dopant_set"] == element]
+        sub = [f for f in frames if unseen_models.element_key(f) == element]
         ids = splits.frame_ids(sub)
         assert set(ids) == {f for f, e in res["element_of_frame"].items() if e == element}, (
             f"{element}: the unseen16 frames changed since the cache was made")
         pred = training.evaluate(model, sub, "cpu", _dtype("unseen")).energies_ev
         ref = np.array([f.info["REF_energy"] for f in sub])
         err = 1000 * (pred - ref) / np.array([len(f) for f in sub])
-        np.testing.assert_allclose(err, cached.subset(ids).energy_error_mev_per_atom, atol=1e-3, err_msg=element)
+        # float32 (the cpu profile): the rounding of a frame's energy depends on the frames batched with it; we
+        # measured up to 1.2e-3 meV/atom between two batchings, and no difference we report is below 1 meV/atom
+        np.testing.assert_allclose(err, cached.subset(ids).energy_error_mev_per_atom, atol=1e-2, err_msg=element)
 
 def test_committed_gohoms_single_points_recompute():
     """Two committed pretraining labels (a 1-atom bcc Ta and a 2-atom B2 MoW cell, about 10 s) recomputed by GPAW
