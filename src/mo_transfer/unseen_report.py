@@ -313,7 +313,7 @@ def baseline_markdown(result: dict) -> str:
     text = (f"**Against the trivial predictors** on the same {n} frames (per-element reference energies fitted on "
             f"each fold's training frames: {stats.energy_mae(base):.1f} meV/atom; zero force: "
             f"{stats.metric_value(base, 'force_mae'):.1f} meV/Å). ")
-    for metric, what in (("energy_mae", "energy"), ("force_mae", "force")):
+    for metric, what, unit in (("energy_mae", "energy", "meV/atom"), ("force_mae", "force", "meV/Å")):
         by_verdict: dict[str, list[str]] = {v: [] for v in stats.VERDICTS}
         for row in rows_of(result):
             if metric == "force_mae" and row == ZERO_SHOT_REFIT:
@@ -323,7 +323,7 @@ def baseline_markdown(result: dict) -> str:
                 f"{row} {diff.text(1)}")
         said = [f"{label}: {'; '.join(by_verdict[v])}." for v, label in
                 (("holds", "Lower"), ("fails", "Higher"), ("not resolved", "Cannot tell")) if by_verdict[v]]
-        text += f"{what.capitalize()} MAE, strategy - baseline [95% CI] (meV/atom, meV/Å). {' '.join(said)} "
+        text += f"{what.capitalize()} MAE, strategy - baseline [95% CI] ({unit}). {' '.join(said)} "
     return text.strip()
 
 
