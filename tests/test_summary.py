@@ -138,6 +138,8 @@ def test_unseen_rows_flag_strategies_from_capped_runs():
     assert {r["quantity"].split(":")[0]: r for r in summary.unseen_rows(result(True))}["refine-tuned"][
         "from converged runs"] == "yes"
     assert all(r["ours [95% CI]"] == "-" for r in summary.unseen_rows(None))
+    assert rows["refine-tuned, full table"]["ours [95% CI]"] == "-"  # a row the result lacks is shown, not dropped
+    assert summary.unseen_findings_markdown(None) == ""
 
 
 def test_prior_rows_and_the_foundation_line_read_the_prior_study():

@@ -227,6 +227,10 @@ def test_the_headline_is_the_e0_swap_and_zero_shot_can_be_best():
     text = unseen_report.findings_markdown(res)
     assert "73.3 %" in text and "16 atoms" in text and "128" in text
     assert "zero-shot's (40.0 meV/atom)" in text
+    from mo_transfer import summary  # notebook 6 says the same: the reduction taken apart, and the best strategy
+
+    said = summary.unseen_findings_markdown(res)
+    assert "73.3 %" in said and "zero-shot's (40.0 meV/atom)" in said
     best, verdicts = unseen_report.best_strategy(res)
     assert best == "zero-shot" and verdicts["refine-tuned"] == "holds"
     shift = unseen_report.e0_shift_mev_per_atom(res, 16)

@@ -159,6 +159,16 @@ def unseen_rows(unseen_results: dict | None) -> list[dict]:
     return unseen_report.summary_rows(unseen_results)
 
 
+def unseen_findings_markdown(unseen_results: dict | None) -> str:
+    """The unseen-element claim in words: the DIPI -> refine-tuned reduction taken apart at the E0 swap, and the
+    best strategy on our data, zero-shot included ('' without a result)."""
+    from . import unseen_report
+
+    if not unseen_results:
+        return ""
+    return "\n\n".join((unseen_report.headline_markdown(unseen_results), unseen_report.best_markdown(unseen_results)))
+
+
 def lodo_folds_text(p) -> str:
     """The profile's LODO folds for the setup table: how many, which when not all of the paper's dopants, and
     CHGNet's."""

@@ -356,13 +356,14 @@ def findings_markdown(result: dict) -> str:
 
 
 def summary_rows(result: dict | None) -> list[dict]:
-    """Notebook 6's lines: DIPI, the E0 swap, refine-tuned and zero-shot energy MAE beside the paper's."""
+    """Notebook 6's lines: zero-shot (raw and refit), DIPI, the E0 swap and both refine-tuned rows, energy MAE
+    beside the paper's (rows a result lacks read '-')."""
     rows = []
-    for row in (ZERO_SHOT, DIPI, E0_SWAP, REFINE):
+    for row in (ZERO_SHOT, ZERO_SHOT_REFIT, DIPI, E0_SWAP, REFINE, REFINE_FULL):
         ours, conv = "-", "-"
         if result and row in result["strategies"]["errors"]:
             ours = stats.bootstrap(errors(result, row), "energy_mae").text(1)
-            conv = ("no training" if row == ZERO_SHOT else "yes" if trustworthy(result, row)
+            conv = ("no training" if row in (ZERO_SHOT, ZERO_SHOT_REFIT) else "yes" if trustworthy(result, row)
                     else "NO: a run hit its epoch cap or never improved on its start")
         rows.append({"quantity": f"{row}: energy MAE on new-element test structures", "unit": "meV/atom",
                      "paper's": _paper(row), "ours [95% CI]": ours, "from converged runs": conv})
