@@ -29,6 +29,11 @@ def errors(result: dict, row: str, experiment: str = "strategies") -> FrameError
     return stats.concat(FrameErrors.from_dict(d) for d in exp["errors"][row])
 
 
+def baseline_errors(result: dict, name: str) -> FrameErrors:
+    """Per-frame errors of one of the engine's baselines over all folds (no frames where it is undefined)."""
+    return stats.concat(FrameErrors.from_dict(d) for d in result["strategies"]["baselines"][name])
+
+
 def rows_of(result: dict) -> list[str]:
     """The strategies of a result, in table order."""
     ran = result["strategies"]["errors"]
@@ -85,8 +90,8 @@ def strategy_table(result: dict, frames=None) -> pd.DataFrame:
                       "usable for verdicts": "yes" if trustworthy(result, row) else "NO (a run hit its cap)",
                       "paper's energy MAE": _paper(row)})
     n_test = len(errors(result, rows_of(result)[0]).frame_ids)
-    for name, parts in result["strategies"]["baselines"].items():
-        e = stats.concat(FrameErrors.from_dict(d) for d in parts)
+    for name in result["strategies"]["baselines"]:
+        e = baseline_errors(result, name)
         if not e.frame_ids:  # e.g. composition-linear: a held-out new element has no reference energy to fit
             lines.append({"strategy": f"baseline: {name}", "what": "undefined on every test frame (its elements "
                           "or trajectories are absent from the training frames)", "frames": 0})
@@ -305,10 +310,11 @@ def best_markdown(result: dict) -> str:
 def baseline_markdown(result: dict) -> str:
     """Each strategy against the engine's trivial predictor on the same frames, paired over structures: its energy
     MAE against the composition-linear references, its force MAE against zero force ('' without the baseline)."""
-    parts = result["strategies"]["baselines"].get(COMPOSITION_LINEAR) or []
-    base = stats.concat(FrameErrors.from_dict(d) for d in parts) if parts else None
+    if COMPOSITION_LINEAR not in result["strategies"]["baselines"]:
+        return ""
+    base = baseline_errors(result, COMPOSITION_LINEAR)
     n = len(errors(result, rows_of(result)[0]).frame_ids)
-    if base is None or len(base.frame_ids) != n:
+    if len(base.frame_ids) != n:
         return ""  # undefined on some test frames (a held-out element): the strategy table names it
     text = (f"**Against the trivial predictors** on the same {n} frames (per-element reference energies fitted on "
             f"each fold's training frames: {stats.energy_mae(base):.1f} meV/atom; zero force: "
